@@ -1,0 +1,1 @@
+"""metarl.agents: one module per meta-learning algorithm."""

@@ -1,0 +1,115 @@
+"""The interface every metarl agent implements, so `metarl train/eval` and checkpoints work for it.
+
+An agent module in ``metarl.agents`` defines a config dataclass (docstring on every field; it
+becomes the command line) and an :class:`Agent` subclass, and is listed in :data:`AGENTS`
+(a name -> ``"module:Class"`` map: the core never imports agents at import time).
+
+The trainer (``metarl train``) calls, in order::
+
+    agent = AgentCls(env_id, config, seed=seed, device=device)
+    for it in range(start, iterations):
+        metrics = agent.train_iteration(it)        # {"rollout/...": .., "train/...": .., "env_steps": int}
+    state = agent.state_dict()                     # tensors + JSON-able values (RNG states included)
+    agent.load_state_dict(state)                   # exact resume
+
+and ``metarl eval`` calls :meth:`Agent.evaluate` on the env's held-out tasks.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from metarl.errors import ConfigError
+from metarl.tasks import Task
+
+__all__ = ["Agent", "EvalResult", "AGENTS", "load_agent_class"]
+
+#: Registered agents: CLI name -> "module:Class". Agents add themselves here.
+AGENTS: dict[str, str] = {
+    "maml": "metarl.agents.maml:MAML",
+    "rl2": "metarl.agents.rl2:RL2",
+}
+
+
+@dataclass
+class EvalResult:
+    """Per-task adaptation results on a list of tasks.
+
+    Attributes:
+        x: ``"gradient_steps"`` (MAML-style) or ``"episode"`` (RL²-style).
+        returns: ``[num_tasks, num_points]`` mean return of each task at each point of the curve
+            (point ``k`` = after ``k`` gradient steps, or episode ``k`` of the trial).
+        trial_returns: ``[num_tasks]`` total return over the trial (RL²-style agents), else None.
+        baselines: name -> ``[num_tasks]`` per-task score of a comparison method, on the same scale
+            as ``trial_returns`` (or the curve's last point where there is no trial).
+        extra: JSON-able details (e.g. tuned baseline constants) recorded in ``eval.json``.
+    """
+
+    x: str
+    returns: np.ndarray
+    trial_returns: np.ndarray | None = None
+    baselines: dict[str, np.ndarray] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Agent(ABC):
+    """Base class of meta-learning agents (see the module docstring for the call order)."""
+
+    #: CLI name ("maml", "rl2", ...).
+    name: ClassVar[str]
+    #: The config dataclass; its fields (with docstrings) become ``metarl train NAME`` flags.
+    config_cls: ClassVar[type]
+    #: Default env id when ``--env`` is not given (small, trains in about a minute).
+    default_env: ClassVar[str]
+
+    def __init__(self, env_id: str, config: Any, *, seed: int = 0, device: str = "cpu") -> None:
+        self.env_id = env_id
+        self.config = config
+        self.seed = seed
+        self.device = device
+
+    @abstractmethod
+    def train_iteration(self, iteration: int) -> dict[str, float]:
+        """One meta-iteration. Returns namespaced scalar metrics; must include ``"env_steps"``
+        (env steps this iteration) and should include a headline ``"rollout/..."`` return."""
+
+    @abstractmethod
+    def evaluate(self, tasks: Sequence[Task], *, seed: int, num_steps: int | None = None) -> EvalResult:
+        """Adapt to each task from scratch and report the adaptation curve (no training)."""
+
+    @abstractmethod
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume exactly: tensors (any nesting of dicts/lists) and
+        JSON-able values, including this agent's RNG states (numpy ``bit_generator.state``,
+        torch ``Generator.get_state()``) and its envs' task-sampler states."""
+
+    @abstractmethod
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+    def spaces_signature(self) -> dict[str, str]:
+        """Observation/action spaces the agent was built for (checked when loading a checkpoint)."""
+        return {}
+
+    headline: ClassVar[str] = "rollout/return"
+
+
+def load_agent_class(name: str) -> type[Agent]:
+    """The agent class registered under ``name`` (imported on demand)."""
+    if name not in AGENTS:
+        import difflib
+
+        close = difflib.get_close_matches(name, list(AGENTS), n=2)
+        hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+        raise ConfigError(f"unknown agent {name!r}{hint} (known: {', '.join(sorted(AGENTS))})")
+    module, _, cls = AGENTS[name].partition(":")
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        raise ConfigError(f"agent {name!r} is not available: {e}") from None
+    return getattr(mod, cls)

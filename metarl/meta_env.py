@@ -1,0 +1,403 @@
+"""Meta-env protocol: task distributions, native batched envs, and their single-env view.
+
+A task family is written once, as a :class:`BatchedMetaEnv` subclass that steps all ``N``
+sub-envs with array math (no per-env Python loop on the step path), plus a
+:class:`TaskDistribution` that samples its tasks. :class:`SingleMetaEnv` turns the batched
+class into a plain ``gymnasium.Env`` (it is the batched env with ``N = 1``), so single and
+batched envs share every line of dynamics.
+
+Task API (both views, in the convention of learn2learn and Meta-World)::
+
+    tasks = env.unwrapped.sample_tasks(40, seed=0)   # training distribution, env's own RNG
+    env.unwrapped.set_task(tasks[0]); env.unwrapped.get_task()
+    env.reset(options={"task": tasks[0]})
+    env.unwrapped.held_out_tasks()                    # fixed, versioned, shipped as JSON
+
+    venv = gym.make_vec(id, num_envs=N, vectorization_mode="vector_entry_point")
+    venv.set_tasks(tasks); venv.get_tasks(); venv.reset(seed=0, options={"tasks": tasks})
+
+Autoreset follows Gymnasium 1.x: ``NEXT_STEP`` by default (the step after an episode ends
+resets that sub-env, ignores its action and returns reward 0); ``SAME_STEP`` and ``DISABLED``
+are available through ``autoreset_mode=``.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from importlib import resources
+from typing import Any, ClassVar, Generic, TypeVar
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from metarl.errors import ConfigError, InvalidActionError, InvalidTaskError, TaskNotSetError
+from metarl.tasks import Task
+
+__all__ = ["TaskDistribution", "BatchedMetaEnv", "SingleMetaEnv", "NUM_HELD_OUT", "check_range"]
+
+TaskT = TypeVar("TaskT", bound=Task)
+
+#: Number of held-out tasks of a continuous task family (DESIGN.md).
+NUM_HELD_OUT = 40
+
+
+class TaskDistribution(ABC, Generic[TaskT]):
+    """The training distribution of a task family, and its fixed held-out tasks.
+
+    Subclasses set :attr:`task_type`, implement :meth:`sample` and :meth:`contains`, and name
+    their held-out file with :meth:`held_out_key`. Held-out tasks ship as JSON in
+    ``metarl/envs/held_out/<key>.json`` so they are identical on every machine and numpy
+    version; a configuration with no shipped file (a non-default size, say) draws them from
+    :attr:`held_out_seed` instead, which is reproducible for a given numpy version.
+    """
+
+    task_type: ClassVar[type[Task]]
+    #: Seed of the recipe that produced the shipped held-out file (and the fallback draw).
+    held_out_seed: ClassVar[int] = 20171103
+    num_held_out: ClassVar[int] = NUM_HELD_OUT
+    #: Package whose ``held_out/`` folder holds the JSON files.
+    held_out_package: ClassVar[str] = "metarl.envs"
+
+    @abstractmethod
+    def sample(self, rng: np.random.Generator, n: int) -> list[TaskT]:
+        """Draw ``n`` tasks with ``rng`` (and nothing else)."""
+
+    @abstractmethod
+    def contains(self, task: TaskT) -> bool:
+        """Whether ``task`` lies in the support of this distribution."""
+
+    def default_task(self) -> TaskT:
+        """The task an env starts with (documented per family); the first held-out task."""
+        return self.held_out()[0]
+
+    def held_out_key(self) -> str | None:
+        """File stem of the shipped held-out tasks for this configuration, or None."""
+        return None
+
+    def held_out(self) -> list[TaskT]:
+        key = self.held_out_key()
+        if key is not None:
+            path = resources.files(self.held_out_package).joinpath("held_out", f"{key}.json")
+            if path.is_file():
+                data = json.loads(path.read_text())
+                tasks = [self.task_type.from_dict(d) for d in data["tasks"]]
+                return tasks  # type: ignore[return-value]
+        return self.generate_held_out()
+
+    def generate_held_out(self) -> list[TaskT]:
+        """The recipe of the held-out tasks: :meth:`sample` with :func:`held_out_rng`."""
+        return self.sample(held_out_rng(self.held_out_seed), self.num_held_out)
+
+    def check(self, task: Any) -> TaskT:
+        """``task`` as this family's task type (a dict or JSON string is decoded), or a typed error."""
+        if isinstance(task, str):
+            task = self.task_type.from_json(task)
+        elif isinstance(task, dict):
+            task = self.task_type.from_dict(task)
+        if not isinstance(task, self.task_type):
+            raise InvalidTaskError(
+                "task", task, f"expected a {self.task_type.__name__}, got {type(task).__name__}"
+            )
+        return task  # type: ignore[return-value]
+
+
+def check_range(
+    name: str, value: Sequence[float], *, min_low: float = -np.inf, max_high: float = np.inf
+) -> tuple[float, float]:
+    """Validate a ``(low, high)`` kwarg: finite, ``low <= high``, inside ``[min_low, max_high]``."""
+    try:
+        low, high = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a pair (low, high), got {value!r}") from None
+    if not (np.isfinite(low) and np.isfinite(high) and min_low <= low <= high <= max_high):
+        raise ConfigError(f"{name} must be finite with {min_low} <= low <= high <= {max_high}, got {value!r}")
+    return low, high
+
+
+def held_out_rng(seed: int) -> np.random.Generator:
+    """The generator of held-out tasks: a stream no ``sample_tasks(seed=...)`` call can reproduce.
+
+    Training draws use ``default_rng(seed)`` (a root seed sequence); this one is a spawned child.
+    """
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0x4E1D,)))
+
+
+def _task_rng(seed: int | None) -> np.random.Generator:
+    # A stream separate from the episode RNG: sampling tasks never shifts rollouts, and vice versa.
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0x7A5C,)))
+
+
+def _check_seed(seed: Any, name: str = "seed") -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ConfigError(f"{name} must be a non-negative int, got {seed!r}")
+    return int(seed)
+
+
+class BatchedMetaEnv(VectorEnv, Generic[TaskT]):
+    """Base of the native batched envs: ``N`` sub-envs, each with its own task, stepped at once.
+
+    Subclasses implement four array methods over all sub-envs (axis 0 is the sub-env):
+
+    - :meth:`_apply_tasks` — write tasks into per-env arrays (e.g. ``goals[idx] = ...``);
+    - :meth:`_reset_state` — reset the state of the sub-envs in a boolean mask;
+    - :meth:`_advance` — apply validated actions ``[N, ...]``, return ``(reward[N], terminated[N])``;
+    - :meth:`_observe` — observations ``[N, ...]`` of the current state.
+
+    The base class owns seeding, tasks, time limits, action validation and autoreset.
+    All randomness comes from :attr:`rng` (seeded by ``reset(seed=...)``).
+    """
+
+    metadata: dict[str, Any] = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
+
+    def __init__(
+        self,
+        num_envs: int,
+        distribution: TaskDistribution[TaskT],
+        *,
+        max_episode_steps: int,
+        single_observation_space: spaces.Space,
+        single_action_space: spaces.Space,
+        autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
+        require_task: bool = False,
+    ) -> None:
+        if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
+            raise ConfigError(f"num_envs must be a positive int, got {num_envs!r}")
+        if isinstance(max_episode_steps, bool) or not isinstance(max_episode_steps, (int, np.integer)) or max_episode_steps < 1:
+            raise ConfigError(f"max_episode_steps must be a positive int, got {max_episode_steps!r}")
+        try:
+            mode = AutoresetMode(autoreset_mode)
+        except ValueError:
+            raise ConfigError(
+                f"autoreset_mode must be one of {[m.value for m in AutoresetMode]}, got {autoreset_mode!r}"
+            ) from None
+        self.num_envs = int(num_envs)
+        self.distribution = distribution
+        self.max_episode_steps = int(max_episode_steps)
+        self.single_observation_space = single_observation_space
+        self.single_action_space = single_action_space
+        self.observation_space = batch_space(single_observation_space, self.num_envs)
+        self.action_space = batch_space(single_action_space, self.num_envs)
+        self.metadata = {**type(self).metadata, "autoreset_mode": mode}
+        self.autoreset_mode = mode
+        self.rng: np.random.Generator = np.random.default_rng()
+        self._task_rng: np.random.Generator | None = None
+        self._tasks: list[TaskT] | None = None
+        self._elapsed = np.zeros(self.num_envs, dtype=np.int64)
+        self._needs_reset = np.zeros(self.num_envs, dtype=bool)
+        self._has_reset = False
+        if not require_task:
+            self.set_tasks([distribution.default_task()] * self.num_envs)
+
+    # --- subclass hooks ----------------------------------------------------------------------
+    @abstractmethod
+    def _apply_tasks(self, idx: np.ndarray, tasks: Sequence[TaskT]) -> None: ...
+
+    @abstractmethod
+    def _reset_state(self, mask: np.ndarray) -> None: ...
+
+    @abstractmethod
+    def _advance(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+    @abstractmethod
+    def _observe(self) -> np.ndarray: ...
+
+    # --- tasks -------------------------------------------------------------------------------
+    def sample_tasks(self, n: int, *, seed: int | None = None) -> list[TaskT]:
+        """Draw ``n`` training tasks; with ``seed`` from a fresh generator, else the env's own."""
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+            raise ConfigError(f"number of tasks must be a non-negative int, got {n!r}")
+        if seed is not None:
+            rng = np.random.default_rng(_check_seed(seed))
+        else:
+            if self._task_rng is None:
+                self._task_rng = _task_rng(None)
+            rng = self._task_rng
+        return self.distribution.sample(rng, int(n))
+
+    def held_out_tasks(self) -> list[TaskT]:
+        """The family's fixed, versioned held-out tasks (never drawn by :meth:`sample_tasks`' seeds)."""
+        return self.distribution.held_out()
+
+    def set_tasks(self, tasks: Sequence[TaskT | dict | str]) -> None:
+        """Give sub-env ``i`` the task ``tasks[i]``; takes effect at each sub-env's next reset."""
+        if isinstance(tasks, (Task, str, dict)) or len(tasks) != self.num_envs:
+            got = "a single task" if isinstance(tasks, (Task, str, dict)) else f"{len(tasks)} tasks"
+            raise InvalidTaskError("tasks", got, f"need one task per sub-env ({self.num_envs})")
+        checked = [self.distribution.check(t) for t in tasks]
+        self._apply_tasks(np.arange(self.num_envs), checked)
+        self._tasks = checked
+
+    def get_tasks(self) -> list[TaskT]:
+        if self._tasks is None:
+            raise TaskNotSetError("no tasks set: call set_tasks(tasks) or reset(options={'tasks': tasks})")
+        return list(self._tasks)
+
+    # --- gymnasium API -----------------------------------------------------------------------
+    def reset(
+        self, *, seed: int | Sequence[int] | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Reset sub-envs. An int ``seed`` gives sub-env ``i`` the seed ``seed + i``.
+
+        ``options``: ``{"tasks": [...]}`` sets one task per sub-env first;
+        ``{"reset_mask": bool[N]}`` resets only those sub-envs (Gymnasium 1.x partial reset).
+        """
+        options = dict(options or {})
+        unknown = set(options) - {"tasks", "reset_mask"}
+        if unknown:
+            raise ConfigError(f"unknown reset option(s) {sorted(unknown)}; allowed: 'tasks', 'reset_mask'")
+        if seed is not None:
+            seeds = self._expand_seeds(seed)
+            # One generator for the batch, seeded by every sub-env's seed.
+            self.rng = np.random.default_rng(np.random.SeedSequence(seeds))
+            self._task_rng = _task_rng(seeds[0])
+        if "tasks" in options:
+            self.set_tasks(options["tasks"])
+        if self._tasks is None:
+            self.get_tasks()  # raises TaskNotSetError
+        mask = options.get("reset_mask")
+        if mask is None:
+            mask = np.ones(self.num_envs, dtype=bool)
+        else:
+            mask = np.asarray(mask)
+            if mask.dtype != bool or mask.shape != (self.num_envs,):
+                raise ConfigError(f"reset_mask must be a bool array of shape ({self.num_envs},), got {mask!r}")
+        self._reset_state(mask)
+        self._elapsed[mask] = 0
+        self._needs_reset[mask] = False
+        self._has_reset = True
+        return self._observe(), {}
+
+    def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        if not self._has_reset:
+            raise TaskNotSetError("call reset() before step()")
+        actions = self._check_actions(actions)
+        reset_now = self._needs_reset.copy() if self.autoreset_mode is AutoresetMode.NEXT_STEP else None
+        reward, terminated = self._advance(actions)
+        self._elapsed += 1
+        truncated = (self._elapsed >= self.max_episode_steps) & ~terminated
+        info: dict[str, Any] = {}
+        if reset_now is not None and reset_now.any():
+            self._reset_state(reset_now)
+            self._elapsed[reset_now] = 0
+            reward[reset_now] = 0.0
+            terminated[reset_now] = False
+            truncated[reset_now] = False
+        done = terminated | truncated
+        if self.autoreset_mode is AutoresetMode.SAME_STEP and done.any():
+            # Dense final observations (rows of envs not done are their current obs), with the mask.
+            info["final_obs"] = self._observe().copy()
+            info["_final_obs"] = done.copy()
+            info["final_info"] = {}
+            info["_final_info"] = done.copy()
+            self._reset_state(done)
+            self._elapsed[done] = 0
+        elif self.autoreset_mode is AutoresetMode.NEXT_STEP:
+            self._needs_reset = done
+        return self._observe(), reward, terminated, truncated, info
+
+    # --- helpers -----------------------------------------------------------------------------
+    def _expand_seeds(self, seed: int | Sequence[int]) -> list[int]:
+        if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+            base = _check_seed(seed)
+            return [base + i for i in range(self.num_envs)]
+        if isinstance(seed, Sequence) and len(seed) == self.num_envs:
+            return [_check_seed(s, f"seed[{i}]") for i, s in enumerate(seed)]
+        raise ConfigError(f"seed must be an int or a list of {self.num_envs} ints, got {seed!r}")
+
+    def _check_actions(self, actions: Any) -> np.ndarray:
+        space = self.single_action_space
+        try:
+            a = np.asarray(actions)
+        except (TypeError, ValueError):
+            raise InvalidActionError(f"actions must be array-like, got {type(actions).__name__}") from None
+        if isinstance(space, spaces.Discrete):
+            if a.shape != (self.num_envs,):
+                raise InvalidActionError(f"actions must have shape ({self.num_envs},), got {a.shape}")
+            if not np.issubdtype(a.dtype, np.integer):
+                if not np.issubdtype(a.dtype, np.floating) or not np.isfinite(a).all() or (a != np.round(a)).any():
+                    raise InvalidActionError(f"discrete actions must be integers, got {_preview(a)}")
+            a = a.astype(np.int64)
+            if ((a < space.start) | (a >= space.start + space.n)).any():
+                raise InvalidActionError(
+                    f"discrete actions must lie in [{space.start}, {space.start + space.n - 1}], got {_preview(a)}"
+                )
+            return a - space.start
+        want = (self.num_envs, *space.shape)
+        if a.shape != want:
+            raise InvalidActionError(f"actions must have shape {want}, got {a.shape}")
+        if not np.issubdtype(a.dtype, np.number) or np.issubdtype(a.dtype, np.complexfloating):
+            raise InvalidActionError(f"actions must be real numbers, got dtype {a.dtype}")
+        a = a.astype(np.float64, copy=False)
+        if not np.isfinite(a).all():
+            bad = np.argwhere(~np.isfinite(a))[0]
+            raise InvalidActionError(f"actions must be finite, got {a[tuple(bad)]} at index {tuple(bad.tolist())}")
+        return a
+
+    def __repr__(self) -> str:
+        name = self.spec.id if self.spec is not None else type(self).__name__
+        return f"{type(self).__name__}({name}, num_envs={self.num_envs})"
+
+
+def _preview(a: np.ndarray) -> str:
+    flat = a.reshape(-1)
+    return str(flat[:8].tolist()) + ("..." if flat.size > 8 else "")
+
+
+class SingleMetaEnv(gym.Env, Generic[TaskT]):
+    """A single Gymnasium env made from a :class:`BatchedMetaEnv` class with ``N = 1``.
+
+    Subclasses only set :attr:`batched_cls`; constructor kwargs go to it. The env starts with the
+    family's documented default task (so ``gym.make`` + ``check_env`` work as is), unless
+    ``require_task=True``, in which case reset before ``set_task`` raises :class:`TaskNotSetError`.
+    """
+
+    batched_cls: ClassVar[type[BatchedMetaEnv]]
+    metadata: dict[str, Any] = {"render_modes": []}
+
+    def __init__(self, render_mode: str | None = None, **kwargs: Any) -> None:
+        if render_mode is not None:
+            raise ConfigError(f"render_mode {render_mode!r} is not supported by {type(self).__name__}")
+        self._core: BatchedMetaEnv[TaskT] = self.batched_cls(
+            num_envs=1, autoreset_mode=AutoresetMode.DISABLED, **kwargs
+        )
+        self.observation_space = self._core.single_observation_space
+        self.action_space = self._core.single_action_space
+        self.distribution = self._core.distribution
+        self.max_episode_steps = self._core.max_episode_steps
+
+    # --- tasks -------------------------------------------------------------------------------
+    def sample_tasks(self, n: int, *, seed: int | None = None) -> list[TaskT]:
+        return self._core.sample_tasks(n, seed=seed)
+
+    def held_out_tasks(self) -> list[TaskT]:
+        return self._core.held_out_tasks()
+
+    def set_task(self, task: TaskT | dict | str) -> None:
+        """Set the task; it takes effect at the next :meth:`reset`."""
+        self._core.set_tasks([task])
+
+    def get_task(self) -> TaskT:
+        return self._core.get_tasks()[0]
+
+    # --- gymnasium API -----------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        options = dict(options or {})
+        unknown = set(options) - {"task"}
+        if unknown:
+            raise ConfigError(f"unknown reset option(s) {sorted(unknown)}; allowed: 'task'")
+        if seed is not None:
+            self._core._task_rng = _task_rng(seed)
+        self._core.rng = self.np_random
+        obs, _ = self._core.reset(options={"tasks": [options["task"]]} if "task" in options else None)
+        return obs[0], {}
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        a = np.asarray(action)
+        obs, reward, terminated, truncated, _ = self._core.step(a[None])
+        return obs[0], float(reward[0]), bool(terminated[0]), bool(truncated[0]), {}
