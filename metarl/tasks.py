@@ -117,10 +117,6 @@ class Task:
     def __hash__(self) -> int:
         return hash(self.to_json())
 
-    def __repr__(self) -> str:
-        parts = ", ".join(f"{f.name}={_to_jsonable(getattr(self, f.name))!r}" for f in dataclasses.fields(self))
-        return f"{type(self).__name__}({parts})"
-
     # --- JSON ------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict: ``{"type": <class name>, <field>: <number or nested list>, ...}``."""

@@ -12,8 +12,6 @@ import pkgutil
 
 import pytest
 
-import metarl
-
 
 def _modules() -> list[str]:
     import metarl.agents
