@@ -362,6 +362,10 @@ class SingleMetaEnv(gym.Env, Generic[TaskT]):
     def __init__(self, render_mode: str | None = None, **kwargs: Any) -> None:
         if render_mode is not None:
             raise ConfigError(f"render_mode {render_mode!r} is not supported by {type(self).__name__}")
+        if "autoreset_mode" in kwargs:
+            raise ConfigError(
+                f"autoreset_mode={kwargs['autoreset_mode']!r} applies to batched envs (make_vec); a single env does not autoreset"
+            )
         self._core: BatchedMetaEnv[TaskT] = self.batched_cls(
             num_envs=1, autoreset_mode=AutoresetMode.DISABLED, **kwargs
         )
