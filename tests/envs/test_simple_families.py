@@ -22,7 +22,13 @@ import metarl
 from metarl.envs.bandit import BanditDistribution
 from metarl.envs.navigation import Navigation2DDistribution
 from metarl.envs.tabular_mdp import TabularMDPDistribution
-from metarl.errors import ConfigError, InvalidActionError, InvalidTaskError, TaskNotSetError, UnknownEnvError
+from metarl.errors import (
+    ConfigError,
+    InvalidActionError,
+    InvalidTaskError,
+    TaskNotSetError,
+    UnknownEnvError,
+)
 from metarl.meta_env import held_out_rng
 
 IDS = ["metarl/Navigation2D-v0", "metarl/Bandit-v0", "metarl/TabularMDP-v0"]
@@ -76,10 +82,10 @@ def test_same_seed_same_tasks_different_seed_different(env_id: str) -> None:
 
 @pytest.mark.parametrize("env_id", IDS)
 def test_sampling_and_stepping_leave_global_rngs_untouched(env_id: str) -> None:
-    np.random.seed(123)
+    np.random.seed(123)  # noqa: NPY002  (the global RNG is what this test watches)
     random.seed(123)
     torch.manual_seed(123)
-    np_state, py_state, torch_state = np.random.get_state(), random.getstate(), torch.get_rng_state()
+    np_state, py_state, torch_state = np.random.get_state(), random.getstate(), torch.get_rng_state()  # noqa: NPY002
     env = gym.make(env_id)
     env.unwrapped.sample_tasks(5)
     env.unwrapped.sample_tasks(5, seed=0)
@@ -87,7 +93,7 @@ def test_sampling_and_stepping_leave_global_rngs_untouched(env_id: str) -> None:
     venv = gym.make_vec(env_id, num_envs=4, vectorization_mode="vector_entry_point")
     venv.reset(seed=0, options={"tasks": venv.sample_tasks(4)})
     venv.step(_random_actions(venv.single_action_space, 4, np.random.default_rng(0)))
-    assert np.array_equal(np.random.get_state()[1], np_state[1])
+    assert np.array_equal(np.random.get_state()[1], np_state[1])  # noqa: NPY002
     assert random.getstate() == py_state
     assert torch.equal(torch.get_rng_state(), torch_state)
 
