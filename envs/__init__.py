@@ -47,3 +47,4 @@ register_meta_env(
     kwargs={"num_states": 10, "num_actions": 5, "max_episode_steps": 10},
     source="Duan et al. 2016 (RL2) §3.2",
 )
+from . import mujoco as _mujoco  # noqa: E402,F401  (registers the MuJoCo ids)
