@@ -13,6 +13,24 @@ The trainer (``metarl train``) calls, in order::
     agent.load_state_dict(state)                   # exact resume
 
 and ``metarl eval`` calls :meth:`Agent.evaluate` on the env's held-out tasks.
+
+Additions since the first version (all optional for an agent author):
+
+- ``AGENT`` on the command line may also be a ``"module:Class"`` path (a plugin agent outside
+  ``metarl.agents``): :func:`load_agent_class` imports it and checks it is an :class:`Agent`.
+- Preset ``env_kwargs`` reach the agent as an ``env_kwargs: dict | None = None`` keyword of its
+  constructor; an agent without that keyword runs only with empty ``env_kwargs`` (the trainer
+  says so with a :class:`~metarl.errors.ConfigError` otherwise).
+- The trainer records the env's observation/action spaces in every checkpoint itself, merged
+  with :meth:`Agent.spaces_signature`, and refuses to load a checkpoint into an env whose spaces
+  differ (:class:`~metarl.errors.SpaceMismatchError`).
+- :attr:`Agent.headline` names the metric shown live in the progress bar.
+- Optional class attributes read by ``metarl train``: ``default_env_kwargs`` (env kwargs used
+  with ``default_env`` when no preset gives any; recorded in ``config.yaml``) and
+  ``default_iterations`` (iterations when neither ``--iterations`` nor a config field
+  ``iterations`` says; else 100).
+- ``metarl eval`` calls :meth:`Agent.evaluate` in chunks of held-out tasks (``--chunk-size``,
+  chunk ``i`` with seed ``seed + i``) so its progress bar moves; results are concatenated.
 """
 
 from __future__ import annotations
@@ -100,16 +118,29 @@ class Agent(ABC):
 
 
 def load_agent_class(name: str) -> type[Agent]:
-    """The agent class registered under ``name`` (imported on demand)."""
+    """The agent class registered under ``name``, or at a ``"module:Class"`` path (imported on demand)."""
+    if name not in AGENTS and ":" in name:
+        return _import_agent(name, name)
     if name not in AGENTS:
         import difflib
 
         close = difflib.get_close_matches(name, list(AGENTS), n=2)
         hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
         raise ConfigError(f"unknown agent {name!r}{hint} (known: {', '.join(sorted(AGENTS))})")
-    module, _, cls = AGENTS[name].partition(":")
+    return _import_agent(name, AGENTS[name])
+
+
+def _import_agent(name: str, path: str) -> type[Agent]:
+    module, _, cls = path.partition(":")
+    if not module or not cls:
+        raise ConfigError(f"agent path {path!r} must look like 'package.module:ClassName'")
     try:
         mod = importlib.import_module(module)
     except ModuleNotFoundError as e:
         raise ConfigError(f"agent {name!r} is not available: {e}") from None
-    return getattr(mod, cls)
+    found = getattr(mod, cls, None)
+    if found is None:
+        raise ConfigError(f"agent {name!r}: module {module!r} has no class {cls!r}")
+    if not (isinstance(found, type) and issubclass(found, Agent)):
+        raise ConfigError(f"agent {name!r}: {path} is not a metarl.agent.Agent subclass")
+    return found
