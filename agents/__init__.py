@@ -1,1 +1,26 @@
-"""metarl.agents: one module per meta-learning algorithm."""
+"""metarl.agents: one module per meta-learning algorithm.
+
+Agent classes are imported on first use (``from metarl.agents import MAML``), so importing the
+package stays cheap and the agents never import each other.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+#: Public name -> module (inside metarl.agents) that defines it.
+_EXPORTS: dict[str, str] = {
+    "MAML": "maml",
+    "MAMLConfig": "maml",
+    "RL2": "rl2",
+    "RL2Config": "rl2",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
