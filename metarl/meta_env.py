@@ -223,14 +223,30 @@ class BatchedMetaEnv(VectorEnv, Generic[TaskT]):
         """The family's fixed, versioned held-out tasks (never drawn by :meth:`sample_tasks`' seeds)."""
         return self.distribution.held_out()
 
-    def set_tasks(self, tasks: Sequence[TaskT | dict | str]) -> None:
-        """Give sub-env ``i`` the task ``tasks[i]``; takes effect at each sub-env's next reset."""
-        if isinstance(tasks, (Task, str, dict)) or len(tasks) != self.num_envs:
+    def set_tasks(self, tasks: Sequence[TaskT | dict | str], indices: Sequence[int] | None = None) -> None:
+        """Give sub-env ``i`` the task ``tasks[i]``; takes effect at each sub-env's next reset.
+
+        With ``indices``, only those sub-envs get new tasks (``tasks[j]`` for ``indices[j]``),
+        e.g. when some trials end and others run on.
+        """
+        idx = np.arange(self.num_envs) if indices is None else np.asarray(indices, dtype=np.int64).reshape(-1)
+        if isinstance(tasks, (Task, str, dict)) or len(tasks) != len(idx):
             got = "a single task" if isinstance(tasks, (Task, str, dict)) else f"{len(tasks)} tasks"
-            raise InvalidTaskError("tasks", got, f"need one task per sub-env ({self.num_envs})")
+            want = f"one task per sub-env ({self.num_envs})" if indices is None else f"one task per index ({len(idx)})"
+            raise InvalidTaskError("tasks", got, f"need {want}")
+        if indices is not None:
+            if self._tasks is None:
+                self.get_tasks()  # raises TaskNotSetError: set all tasks once first
+            if ((idx < 0) | (idx >= self.num_envs)).any() or len(set(idx.tolist())) != len(idx):
+                raise InvalidTaskError("indices", idx.tolist(), f"must be distinct sub-env indices in [0, {self.num_envs})")
         checked = [self.distribution.check(t) for t in tasks]
-        self._apply_tasks(np.arange(self.num_envs), checked)
-        self._tasks = checked
+        self._apply_tasks(idx, checked)
+        if indices is None:
+            self._tasks = checked
+        else:
+            assert self._tasks is not None
+            for i, t in zip(idx.tolist(), checked, strict=True):
+                self._tasks[i] = t
 
     def get_tasks(self) -> list[TaskT]:
         if self._tasks is None:
@@ -299,6 +315,10 @@ class BatchedMetaEnv(VectorEnv, Generic[TaskT]):
         elif self.autoreset_mode is AutoresetMode.NEXT_STEP:
             self._needs_reset = done
         return self._observe(), reward, terminated, truncated, info
+
+    def observe(self) -> np.ndarray:
+        """The sub-envs' current observations ``[N, ...]`` (what the last reset/step returned)."""
+        return self._observe()
 
     # --- helpers -----------------------------------------------------------------------------
     def _expand_seeds(self, seed: int | Sequence[int]) -> list[int]:

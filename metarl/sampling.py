@@ -96,7 +96,7 @@ def collect(
     else:
         if tasks is not None or seed is not None:
             raise ValueError("tasks and seed need reset=True")
-        obs_np = env._observe()
+        obs_np = env.observe()
     obs_shape = env.single_observation_space.shape
     discrete = isinstance(env.single_action_space, spaces.Discrete)
     act_shape = () if discrete else env.single_action_space.shape

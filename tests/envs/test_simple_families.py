@@ -192,6 +192,16 @@ def test_batched_task_api() -> None:
         venv.set_tasks(tasks[:2])
     with pytest.raises(InvalidTaskError, match="one task per sub-env"):
         venv.set_tasks(tasks[0])
+    # Some sub-envs only (trials that end while others run on).
+    new = venv.sample_tasks(2, seed=1)
+    venv.set_tasks(new, indices=[2, 0])
+    assert venv.get_tasks() == [new[1], tasks[1], new[0]]
+    with pytest.raises(InvalidTaskError, match="one task per index"):
+        venv.set_tasks(new, indices=[1])
+    with pytest.raises(InvalidTaskError, match="indices"):
+        venv.set_tasks(new, indices=[0, 3])
+    with pytest.raises(InvalidTaskError, match="indices"):
+        venv.set_tasks(new, indices=[1, 1])
 
 
 # --- bad input ---------------------------------------------------------------------------------
