@@ -38,7 +38,10 @@ from gymnasium.vector.utils import batch_space
 from metarl.errors import ConfigError, InvalidActionError, InvalidTaskError, TaskNotSetError
 from metarl.tasks import Task
 
-__all__ = ["TaskDistribution", "BatchedMetaEnv", "SingleMetaEnv", "NUM_HELD_OUT", "check_range"]
+__all__ = [
+    "TaskDistribution", "TaskSource", "BatchedMetaEnv", "SingleMetaEnv", "NUM_HELD_OUT",
+    "check_range", "check_seed", "held_out_rng", "task_rng",
+]
 
 TaskT = TypeVar("TaskT", bound=Task)
 
@@ -127,18 +130,53 @@ def held_out_rng(seed: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0x4E1D,)))
 
 
-def _task_rng(seed: int | None) -> np.random.Generator:
-    # A stream separate from the episode RNG: sampling tasks never shifts rollouts, and vice versa.
+def task_rng(seed: int | None) -> np.random.Generator:
+    """An env's own task generator for reset seed ``seed`` (``None``: fresh OS entropy).
+
+    A stream separate from the episode RNG: sampling tasks never shifts rollouts, and vice versa.
+    """
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0x7A5C,)))
 
 
-def _check_seed(seed: Any, name: str = "seed") -> int:
+def check_seed(seed: Any, name: str = "seed") -> int:
+    """``seed`` as an int, or a :class:`ConfigError` naming ``name`` if it is not an int >= 0."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ConfigError(f"{name} must be a non-negative int, got {seed!r}")
     return int(seed)
 
 
-class BatchedMetaEnv(VectorEnv, Generic[TaskT]):
+class TaskSource:
+    """Mixin of the task-sampling half of the task API, for any class with a ``distribution``.
+
+    ``sample_tasks`` draws with a fresh generator when given a seed, else with the object's own
+    task generator, which :meth:`seed_tasks` (called from ``reset(seed=...)``) seeds.
+    """
+
+    distribution: TaskDistribution
+    _task_rng: np.random.Generator | None = None
+
+    def seed_tasks(self, seed: int | None) -> None:
+        """Re-seed this object's own task generator (``reset(seed=s)`` calls it with ``s``)."""
+        self._task_rng = task_rng(seed)
+
+    def sample_tasks(self, n: int, *, seed: int | None = None) -> list:
+        """Draw ``n`` training tasks; with ``seed`` from a fresh generator, else the env's own."""
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+            raise ConfigError(f"number of tasks must be a non-negative int, got {n!r}")
+        if seed is not None:
+            rng = np.random.default_rng(check_seed(seed))
+        else:
+            if self._task_rng is None:
+                self.seed_tasks(None)
+            rng = self._task_rng
+        return self.distribution.sample(rng, int(n))
+
+    def held_out_tasks(self) -> list:
+        """The family's fixed, versioned held-out tasks (never drawn by :meth:`sample_tasks`' seeds)."""
+        return self.distribution.held_out()
+
+
+class BatchedMetaEnv(TaskSource, VectorEnv, Generic[TaskT]):
     """Base of the native batched envs: ``N`` sub-envs, each with its own task, stepped at once.
 
     Subclasses implement four array methods over all sub-envs (axis 0 is the sub-env):
@@ -207,22 +245,6 @@ class BatchedMetaEnv(VectorEnv, Generic[TaskT]):
     def _observe(self) -> np.ndarray: ...
 
     # --- tasks -------------------------------------------------------------------------------
-    def sample_tasks(self, n: int, *, seed: int | None = None) -> list[TaskT]:
-        """Draw ``n`` training tasks; with ``seed`` from a fresh generator, else the env's own."""
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-            raise ConfigError(f"number of tasks must be a non-negative int, got {n!r}")
-        if seed is not None:
-            rng = np.random.default_rng(_check_seed(seed))
-        else:
-            if self._task_rng is None:
-                self._task_rng = _task_rng(None)
-            rng = self._task_rng
-        return self.distribution.sample(rng, int(n))
-
-    def held_out_tasks(self) -> list[TaskT]:
-        """The family's fixed, versioned held-out tasks (never drawn by :meth:`sample_tasks`' seeds)."""
-        return self.distribution.held_out()
-
     def set_tasks(self, tasks: Sequence[TaskT | dict | str], indices: Sequence[int] | None = None) -> None:
         """Give sub-env ``i`` the task ``tasks[i]``; takes effect at each sub-env's next reset.
 
@@ -270,7 +292,7 @@ class BatchedMetaEnv(VectorEnv, Generic[TaskT]):
             seeds = self._expand_seeds(seed)
             # One generator for the batch, seeded by every sub-env's seed.
             self.rng = np.random.default_rng(np.random.SeedSequence(seeds))
-            self._task_rng = _task_rng(seeds[0])
+            self.seed_tasks(seeds[0])
         if "tasks" in options:
             self.set_tasks(options["tasks"])
         if self._tasks is None:
@@ -323,10 +345,10 @@ class BatchedMetaEnv(VectorEnv, Generic[TaskT]):
     # --- helpers -----------------------------------------------------------------------------
     def _expand_seeds(self, seed: int | Sequence[int]) -> list[int]:
         if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
-            base = _check_seed(seed)
+            base = check_seed(seed)
             return [base + i for i in range(self.num_envs)]
         if isinstance(seed, Sequence) and len(seed) == self.num_envs:
-            return [_check_seed(s, f"seed[{i}]") for i, s in enumerate(seed)]
+            return [check_seed(s, f"seed[{i}]") for i, s in enumerate(seed)]
         raise ConfigError(f"seed must be an int or a list of {self.num_envs} ints, got {seed!r}")
 
     def _check_actions(self, actions: Any) -> np.ndarray:
@@ -416,7 +438,7 @@ class SingleMetaEnv(gym.Env, Generic[TaskT]):
         if unknown:
             raise ConfigError(f"unknown reset option(s) {sorted(unknown)}; allowed: 'task'")
         if seed is not None:
-            self._core._task_rng = _task_rng(seed)
+            self._core.seed_tasks(seed)
         self._core.rng = self.np_random
         obs, _ = self._core.reset(options={"tasks": [options["task"]]} if "task" in options else None)
         return obs[0], {}

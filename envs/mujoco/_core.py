@@ -49,7 +49,7 @@ from gymnasium.vector import AutoresetMode
 from mujoco import rollout as mj_rollout
 
 from metarl.errors import ConfigError, InvalidActionError, TaskNotSetError
-from metarl.meta_env import BatchedMetaEnv, TaskDistribution, _check_seed, _task_rng
+from metarl.meta_env import BatchedMetaEnv, TaskDistribution, TaskSource
 from metarl.tasks import Task
 
 __all__ = [
@@ -372,7 +372,7 @@ class MujocoVecEnv(BatchedMetaEnv):
             pass
 
 
-class MujocoEnv(gym.Env):
+class MujocoEnv(TaskSource, gym.Env):
     """A single MuJoCo meta-env stepped with plain ``mujoco.mj_step`` (``frame_skip`` per step).
 
     Shares the family's observation, reward and task code with :class:`MujocoVecEnv`; the
@@ -410,28 +410,12 @@ class MujocoEnv(gym.Env):
         )
         self._task: Task | None = None
         self._params: dict[str, np.ndarray] = {}
-        self._task_rng: np.random.Generator | None = None
         self._elapsed = 0
         self._has_reset = False
         if not require_task:
             self.set_task(self.distribution.default_task())
 
     # --- tasks -------------------------------------------------------------------------------
-    def sample_tasks(self, n: int, *, seed: int | None = None) -> list[Task]:
-        """Draw ``n`` training tasks; with ``seed`` from a fresh generator, else the env's own."""
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-            raise ConfigError(f"number of tasks must be a non-negative int, got {n!r}")
-        if seed is not None:
-            rng = np.random.default_rng(_check_seed(seed))
-        else:
-            if self._task_rng is None:
-                self._task_rng = _task_rng(None)
-            rng = self._task_rng
-        return self.distribution.sample(rng, int(n))
-
-    def held_out_tasks(self) -> list[Task]:
-        return self.distribution.held_out()
-
     def set_task(self, task: Task | dict | str) -> None:
         """Set the task (dynamics tasks rewrite the model at once; reset before stepping)."""
         task = self.distribution.check(task)
@@ -453,7 +437,7 @@ class MujocoEnv(gym.Env):
         if unknown:
             raise ConfigError(f"unknown reset option(s) {sorted(unknown)}; allowed: 'task'")
         if seed is not None:
-            self._task_rng = _task_rng(seed)
+            self.seed_tasks(seed)
         if "task" in options:
             self.set_task(options["task"])
         self.get_task()

@@ -35,7 +35,7 @@ import mujoco
 import numpy as np
 
 from metarl.errors import ConfigError, InvalidTaskError, TaskNotSetError
-from metarl.meta_env import TaskDistribution, _check_seed, _task_rng, check_range
+from metarl.meta_env import TaskDistribution, TaskSource, check_range
 from metarl.tasks import Task, array_field, scalar_field
 
 from ._core import Frame, MujocoEnv, MujocoFamily, MujocoVecEnv, _model_base, load_model
@@ -296,7 +296,7 @@ Walker2DRandParamsEnv, Walker2DRandParamsVecEnv = _pair(Walker2DRandParams, "Wal
 
 
 # --- wrapper: any Gymnasium MuJoCo env -> dynamics task family ---------------------------------
-class DynamicsTaskWrapper(gym.Wrapper):
+class DynamicsTaskWrapper(TaskSource, gym.Wrapper):
     """Turn a Gymnasium MuJoCo env into a dynamics task family (mass, damping, friction, gravity).
 
     The wrapper offers the meta-env task API itself (``sample_tasks``, ``set_task``,
@@ -333,20 +333,6 @@ class DynamicsTaskWrapper(gym.Wrapper):
         self._base = _model_base(model)
         self._scratch = mujoco.MjData(model)
         self._task: MujocoDynamicsTask | None = None
-        self._task_rng: np.random.Generator | None = None
-
-    def sample_tasks(self, n: int, *, seed: int | None = None) -> list[MujocoDynamicsTask]:
-        """Draw ``n`` training tasks; with ``seed`` from a fresh generator, else the wrapper's own."""
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-            raise ConfigError(f"number of tasks must be a non-negative int, got {n!r}")
-        if seed is not None:
-            return self.distribution.sample(np.random.default_rng(_check_seed(seed)), int(n))
-        if self._task_rng is None:
-            self._task_rng = _task_rng(None)
-        return self.distribution.sample(self._task_rng, int(n))
-
-    def held_out_tasks(self) -> list[MujocoDynamicsTask]:
-        return self.distribution.held_out()
 
     def set_task(self, task: MujocoDynamicsTask | dict | str) -> None:
         """Rewrite the wrapped model for ``task`` now; reset before stepping."""
@@ -364,5 +350,5 @@ class DynamicsTaskWrapper(gym.Wrapper):
         if "task" in options:
             self.set_task(options.pop("task"))
         if seed is not None:
-            self._task_rng = _task_rng(seed)
+            self.seed_tasks(seed)
         return self.env.reset(seed=seed, options=options or None)
