@@ -40,7 +40,7 @@ from metarl.tasks import Task
 
 __all__ = [
     "TaskDistribution", "TaskSource", "BatchedMetaEnv", "SingleMetaEnv", "NUM_HELD_OUT",
-    "check_range", "check_seed", "held_out_rng", "task_rng",
+    "check_range", "check_seed", "held_out_rng", "reset_options", "task_rng",
 ]
 
 TaskT = TypeVar("TaskT", bound=Task)
@@ -143,6 +143,17 @@ def check_seed(seed: Any, name: str = "seed") -> int:
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ConfigError(f"{name} must be a non-negative int, got {seed!r}")
     return int(seed)
+
+
+def reset_options(options: dict[str, Any] | None, allowed: Sequence[str]) -> dict[str, Any]:
+    """``reset`` options as a dict, or a :class:`ConfigError` naming unknown keys."""
+    options = dict(options or {})
+    unknown = set(options) - set(allowed)
+    if unknown:
+        raise ConfigError(
+            f"unknown reset option(s) {sorted(unknown)}; allowed: {', '.join(repr(a) for a in allowed)}"
+        )
+    return options
 
 
 class TaskSource:
@@ -284,10 +295,7 @@ class BatchedMetaEnv(TaskSource, VectorEnv, Generic[TaskT]):
         ``options``: ``{"tasks": [...]}`` sets one task per sub-env first;
         ``{"reset_mask": bool[N]}`` resets only those sub-envs (Gymnasium 1.x partial reset).
         """
-        options = dict(options or {})
-        unknown = set(options) - {"tasks", "reset_mask"}
-        if unknown:
-            raise ConfigError(f"unknown reset option(s) {sorted(unknown)}; allowed: 'tasks', 'reset_mask'")
+        options = reset_options(options, ("tasks", "reset_mask"))
         if seed is not None:
             seeds = self._expand_seeds(seed)
             # One generator for the batch, seeded by every sub-env's seed.
@@ -433,10 +441,7 @@ class SingleMetaEnv(gym.Env, Generic[TaskT]):
     # --- gymnasium API -----------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
-        options = dict(options or {})
-        unknown = set(options) - {"task"}
-        if unknown:
-            raise ConfigError(f"unknown reset option(s) {sorted(unknown)}; allowed: 'task'")
+        options = reset_options(options, ("task",))
         if seed is not None:
             self._core.seed_tasks(seed)
         self._core.rng = self.np_random

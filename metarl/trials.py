@@ -43,7 +43,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from metarl.errors import ConfigError, InvalidTaskError, TaskNotSetError
-from metarl.meta_env import BatchedMetaEnv
+from metarl.meta_env import BatchedMetaEnv, reset_options
 from metarl.tasks import Task
 
 __all__ = ["TrialVecEnv", "TrialEnv", "trial_observation_space"]
@@ -169,10 +169,7 @@ class TrialVecEnv(VectorEnv):
         ``options={"tasks": [...]}`` gives the trials their tasks (one per sub-env); otherwise
         they are drawn from ``task_sampler`` (after seeding, so a seed fixes them).
         """
-        options = dict(options or {})
-        unknown = set(options) - {"tasks"}
-        if unknown:
-            raise ConfigError(f"unknown reset option(s) {sorted(unknown)}; allowed: 'tasks'")
+        options = reset_options(options, ("tasks",))
         if seed is not None:
             self.env.reset(seed=seed)  # seeds the env's step and task generators
         tasks = options["tasks"] if "tasks" in options else self._new_tasks(self.num_envs)
@@ -298,10 +295,7 @@ class TrialEnv(gym.Env):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
-        options = dict(options or {})
-        unknown = set(options) - {"task"}
-        if unknown:
-            raise ConfigError(f"unknown reset option(s) {sorted(unknown)}; allowed: 'task'")
+        options = reset_options(options, ("task",))
         opts = {"tasks": [options["task"]]} if "task" in options else None
         obs, _ = self._trials.reset(seed=seed, options=opts)
         return obs[0], {}

@@ -49,7 +49,7 @@ from gymnasium.vector import AutoresetMode
 from mujoco import rollout as mj_rollout
 
 from metarl.errors import ConfigError, InvalidActionError, TaskNotSetError
-from metarl.meta_env import BatchedMetaEnv, TaskDistribution, TaskSource
+from metarl.meta_env import BatchedMetaEnv, TaskDistribution, TaskSource, reset_options
 from metarl.tasks import Task
 
 __all__ = [
@@ -432,10 +432,7 @@ class MujocoEnv(TaskSource, gym.Env):
     # --- gymnasium API -----------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
-        options = dict(options or {})
-        unknown = set(options) - {"task"}
-        if unknown:
-            raise ConfigError(f"unknown reset option(s) {sorted(unknown)}; allowed: 'task'")
+        options = reset_options(options, ("task",))
         if seed is not None:
             self.seed_tasks(seed)
         if "task" in options:
