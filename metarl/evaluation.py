@@ -218,6 +218,7 @@ def plot_adaptation(summary: dict[str, Any], path: str | os.PathLike) -> Path:
         )
         bx.set_ylabel("trial return")
         bx.set_title("total return over the trial (95% CI)")
+        bx.tick_params(axis="x", labelrotation=30)  # names like epsilon_greedy overlap flat
     fig.tight_layout()
     tmp = path.with_name(path.stem + ".tmp.png")
     fig.savefig(tmp, dpi=100)
