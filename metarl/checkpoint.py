@@ -180,7 +180,9 @@ def load_checkpoint(path: str | os.PathLike, *, required: tuple[str, ...] = ()) 
             warnings.simplefilter("ignore")
             payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated zip, foreign pickle, random bytes: all unreadable here
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        # torch's own first line can be a paragraph advising weights_only=False, which a metarl
+        # checkpoint never needs: keep its first sentence only.
+        first = str(e).strip().splitlines()[0].split(". ")[0][:160] if str(e).strip() else type(e).__name__
         raise CheckpointError(
             f"checkpoint {path} is unreadable (truncated or not a metarl checkpoint): {first}"
         ) from None
