@@ -475,3 +475,11 @@ class MujocoEnv(TaskSource, gym.Env):
         term = bool(terminated[0])
         truncated = self._elapsed >= self.max_episode_steps and not term
         return self._observe(), float(reward[0]), term, truncated, {}
+
+
+def env_classes(family: type[MujocoFamily], name: str, module: str) -> tuple[type[MujocoEnv], type[MujocoVecEnv]]:
+    """The single env ``<name>Env`` and batched env ``<name>VecEnv`` of ``family``, defined in ``module``."""
+    attrs = {"family_cls": family, "__doc__": family.__doc__, "__module__": module}
+    single = type(f"{name}Env", (MujocoEnv,), attrs)
+    vec = type(f"{name}VecEnv", (MujocoVecEnv,), dict(attrs))
+    return single, vec  # type: ignore[return-value]

@@ -38,7 +38,13 @@ from metarl.errors import ConfigError, InvalidTaskError, TaskNotSetError
 from metarl.meta_env import TaskDistribution, TaskSource, check_range
 from metarl.tasks import Task, array_field, scalar_field
 
-from ._core import Frame, MujocoEnv, MujocoFamily, MujocoVecEnv, _model_base, load_model
+from ._core import (
+    Frame,
+    MujocoFamily,
+    _model_base,
+    env_classes,
+    load_model,
+)
 
 __all__ = [
     "MujocoDynamicsTask", "DynamicsDistribution", "DynamicsTaskWrapper", "apply_dynamics",
@@ -283,16 +289,9 @@ class Walker2DRandParams(_Planar):
         return (z > 0.8) & (z < 2.0) & (angle > -1.0) & (angle < 1.0)
 
 
-def _pair(family: type[MujocoFamily], name: str) -> tuple[type[MujocoEnv], type[MujocoVecEnv]]:
-    doc = family.__doc__
-    single = type(f"{name}Env", (MujocoEnv,), {"family_cls": family, "__doc__": doc, "__module__": __name__})
-    vec = type(f"{name}VecEnv", (MujocoVecEnv,), {"family_cls": family, "__doc__": doc, "__module__": __name__})
-    return single, vec  # type: ignore[return-value]
-
-
-HalfCheetahRandParamsEnv, HalfCheetahRandParamsVecEnv = _pair(HalfCheetahRandParams, "HalfCheetahRandParams")
-HopperRandParamsEnv, HopperRandParamsVecEnv = _pair(HopperRandParams, "HopperRandParams")
-Walker2DRandParamsEnv, Walker2DRandParamsVecEnv = _pair(Walker2DRandParams, "Walker2DRandParams")
+HalfCheetahRandParamsEnv, HalfCheetahRandParamsVecEnv = env_classes(HalfCheetahRandParams, "HalfCheetahRandParams", __name__)
+HopperRandParamsEnv, HopperRandParamsVecEnv = env_classes(HopperRandParams, "HopperRandParams", __name__)
+Walker2DRandParamsEnv, Walker2DRandParamsVecEnv = env_classes(Walker2DRandParams, "Walker2DRandParams", __name__)
 
 
 # --- wrapper: any Gymnasium MuJoCo env -> dynamics task family ---------------------------------

@@ -35,7 +35,7 @@ from metarl.errors import ConfigError
 from metarl.meta_env import TaskDistribution, check_range
 from metarl.tasks import Task, array_field, scalar_field
 
-from ._core import Frame, MujocoEnv, MujocoFamily, MujocoVecEnv
+from ._core import Frame, MujocoFamily, env_classes
 
 __all__ = [
     "VelocityTask", "DirectionTask", "GoalPositionTask", "HeadingTask",
@@ -327,16 +327,9 @@ class HumanoidDir(MujocoFamily):
 
 
 # --- env classes (entry points) ----------------------------------------------------------------
-def _pair(family: type[MujocoFamily], name: str) -> tuple[type[MujocoEnv], type[MujocoVecEnv]]:
-    doc = family.__doc__
-    single = type(f"{name}Env", (MujocoEnv,), {"family_cls": family, "__doc__": doc, "__module__": __name__})
-    vec = type(f"{name}VecEnv", (MujocoVecEnv,), {"family_cls": family, "__doc__": doc, "__module__": __name__})
-    return single, vec  # type: ignore[return-value]
-
-
-HalfCheetahVelEnv, HalfCheetahVelVecEnv = _pair(HalfCheetahVel, "HalfCheetahVel")
-HalfCheetahDirEnv, HalfCheetahDirVecEnv = _pair(HalfCheetahDir, "HalfCheetahDir")
-AntVelEnv, AntVelVecEnv = _pair(AntVel, "AntVel")
-AntDirEnv, AntDirVecEnv = _pair(AntDir, "AntDir")
-AntGoalEnv, AntGoalVecEnv = _pair(AntGoal, "AntGoal")
-HumanoidDirEnv, HumanoidDirVecEnv = _pair(HumanoidDir, "HumanoidDir")
+HalfCheetahVelEnv, HalfCheetahVelVecEnv = env_classes(HalfCheetahVel, "HalfCheetahVel", __name__)
+HalfCheetahDirEnv, HalfCheetahDirVecEnv = env_classes(HalfCheetahDir, "HalfCheetahDir", __name__)
+AntVelEnv, AntVelVecEnv = env_classes(AntVel, "AntVel", __name__)
+AntDirEnv, AntDirVecEnv = env_classes(AntDir, "AntDir", __name__)
+AntGoalEnv, AntGoalVecEnv = env_classes(AntGoal, "AntGoal", __name__)
+HumanoidDirEnv, HumanoidDirVecEnv = env_classes(HumanoidDir, "HumanoidDir", __name__)

@@ -17,17 +17,6 @@ from metarl.optim import flatten, hessian_vector_product
 from metarl.policies import batched_dist_params
 from metarl.sampling import Rollout
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    # These ops are small: on a shared 2-core CI box intra-op threads only contend (measured
-    # ~10x slower with 2 threads under load), so the tests run single-threaded.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 TINY = MAMLConfig(meta_batch_size=3, episodes_per_task=2, horizon=6, hidden_sizes=(8,), cg_iters=3)
 
 

@@ -7,21 +7,8 @@ Fixed seed, small meta-batch (10 tasks x 10 episodes, 2x32 policy), 20 meta-iter
 from __future__ import annotations
 
 import numpy as np
-import pytest
-import torch
 
 from metarl.agents import MAML, MAMLConfig
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    # These ops are small: on a shared 2-core CI box intra-op threads only contend (measured
-    # ~10x slower with 2 threads under load), so the tests run single-threaded.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 CONFIG = MAMLConfig(meta_batch_size=10, episodes_per_task=10, hidden_sizes=(32, 32), cg_subsample=2)
 

@@ -1,0 +1,17 @@
+"""Shared fixtures of the agent tests."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    # Agent ops are small: on a shared 2-core CI box torch's intra-op threads only contend
+    # (measured ~10x slower with 2 threads under load), so agent tests run single-threaded.
+    # RL2 also pins its own threads (RL2Config.torch_threads); this restores torch afterwards.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
