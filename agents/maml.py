@@ -51,6 +51,7 @@ from torch import Tensor
 import metarl
 from metarl.agent import Agent, EvalResult
 from metarl.baselines import LinearFeatureBaseline
+from metarl.config import check_numbers
 from metarl.errors import CheckpointError, ConfigError, SpaceMismatchError, TrainingDivergedError
 from metarl.losses import normalize_advantages, ppo_clip_loss
 from metarl.optim import (
@@ -134,6 +135,7 @@ class MAMLConfig:
 
 
 def _check_config(cfg: MAMLConfig) -> None:
+    check_numbers(cfg, source="MAMLConfig")  # every float field: finite and >= 0
     def positive_int(name: str) -> None:
         v = getattr(cfg, name)
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:

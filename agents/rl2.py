@@ -38,6 +38,7 @@ from gymnasium import spaces
 from torch import Tensor, nn
 
 from metarl.agent import Agent, EvalResult
+from metarl.config import check_numbers
 from metarl.errors import ConfigError, TrainingDivergedError
 from metarl.losses import normalize_advantages, ppo_clip_loss
 from metarl.registry import check_env_id
@@ -99,6 +100,7 @@ def check_config(config: RL2Config) -> RL2Config:
     """Raise :class:`ConfigError` naming the first invalid field."""
     if not isinstance(config, RL2Config):
         raise ConfigError(f"RL2 needs an RL2Config, got {type(config).__name__}")
+    check_numbers(config, source="RL2Config")  # every float field: finite and >= 0
     positive = ("episodes_per_trial", "num_trials", "hidden_size", "update_epochs", "num_minibatches", "eval_trials_per_task")
     for name in positive:
         v = getattr(config, name)
