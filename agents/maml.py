@@ -113,11 +113,11 @@ class MAMLConfig:
     cg_iters: int = 10
     """Conjugate-gradient iterations (reference: 10)."""
     cg_damping: float = 1e-5
+    """Damping added to the KL Hessian-vector product (pytorch-maml-rl: 1e-5)."""
     cg_subsample: int = 4
     """Curvature on every k-th episode of each task: 1 = all (the paper's presets); k > 1 makes each
     conjugate-gradient product k times cheaper, as OpenAI baselines' TRPO does with every 5th
     sample. The gradient, the adapted parameters and the line search's KL check stay exact."""
-    """Damping added to the KL Hessian-vector product (pytorch-maml-rl: 1e-5)."""
     ls_max_steps: int = 15
     """Backtracking line-search candidates (pytorch-maml-rl: 15)."""
     ls_backtrack_ratio: float = 0.8

@@ -344,7 +344,7 @@ def load_latest_checkpoint(
     """``(path, state)`` of the newest checkpoint in ``folder`` that loads and verifies.
 
     Each newer checkpoint that fails (corrupt, truncated, ...) is skipped with a
-    :class:`~metarl.errors.CheckpointWarning` naming it and the reason.
+    :class:`~metarl.errors.CheckpointWarning` naming it, the reason and the one used instead.
 
     Raises:
         CheckpointError: ``folder`` holds no checkpoint, or none verifies (each one's reason listed).
@@ -352,15 +352,17 @@ def load_latest_checkpoint(
     found = list_checkpoints(folder)
     if not found:
         raise CheckpointError(f"no checkpoint (ckpt-NNNNNN.pt) in {folder}")
-    reasons = []
+    skipped: list[tuple[Path, str]] = []
     for _, path in reversed(found):
         try:
             state = load_checkpoint(path, required=required)
         except CheckpointError as e:
-            reasons.append(str(e))
-            warnings.warn(f"skipping checkpoint {path.name}: {e}", CheckpointWarning, stacklevel=2)
+            skipped.append((path, str(e)))
             continue
+        for bad, reason in skipped:  # only when falling back; if none verifies, the error lists them
+            warnings.warn(f"skipping checkpoint {bad.name}: {reason}; using {path.name}", CheckpointWarning, stacklevel=2)
         return path, state
+    reasons = [reason for _, reason in skipped]
     raise CheckpointError(f"no checkpoint in {folder} verifies ({len(found)} tried): " + "; ".join(reasons))
 
 

@@ -86,7 +86,8 @@ def default_run_dir(agent: str, env_id: str, seed: int) -> Path:
 
 def seed_everything(seed: int) -> None:
     """Seed python ``random``, numpy's and torch's global RNGs (for third-party code; metarl's
-    own sampling uses owned generators)."""
+    own sampling uses owned generators). Raises :class:`ConfigError` for a seed outside ``[0, 2**63)``."""
+    seed = check_seed(seed)
     random.seed(seed)
     np.random.seed(seed % 2**32)  # noqa: NPY002 (the global RNG itself is saved/seeded here)
     torch.manual_seed(seed)
