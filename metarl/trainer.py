@@ -174,6 +174,7 @@ class Trainer:
         self.checkpoint_every = _positive(opts.get("checkpoint_every", 10), "checkpoint_every")
         self.keep_checkpoints = _non_negative(opts.get("keep_checkpoints", 3), "keep_checkpoints")
         self.log_every = _non_negative(opts.get("log_every", 10), "log_every")
+        _non_negative(opts.get("eval_tasks", 0), "eval_tasks")
         _non_negative(run.iterations, "iterations")
         check_seed(run.seed)
         self.agent_cls = load_agent_class(run.agent)

@@ -304,6 +304,20 @@ def test_cli_in_process(tmp_path, monkeypatch, capsys, args, needle):
     assert err.count("\n") == 1 and needle in err, err
 
 
+def test_cli_out_on_a_filesystem_that_refuses_writes(tmp_path, capsys, monkeypatch):
+    """What a read-only mount or an ACL does (root ignores mode bits, so the probe is faked here)."""
+    import metarl.config
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(metarl.config.tempfile, "TemporaryFile", refuse)
+    assert main(["train", "maml", "--out", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err
+    assert f"run directory {tmp_path / 'run'} is not writable (its nearest existing parent {tmp_path}): Permission denied" in err
+    assert err.count("\n") == 1 and not (tmp_path / "run").exists()
+
+
 @pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root may write anywhere")
 def test_cli_unwritable_out(tmp_path, capsys):
     locked = tmp_path / "locked"
@@ -388,6 +402,10 @@ OUTSIDE = [
     ("metarl/AntDir-v0", {"type": "DirectionTask", "direction": 0.0}, "rejected"),
     ("metarl/AntGoal-v0", {"type": "GoalPositionTask", "goal": [10.0, 0.0]}, "allowed"),
     ("metarl/HumanoidDir-v0", {"type": "HeadingTask", "angle": -0.5}, "rejected"),
+    # Dynamics: any positive multipliers (far outside the ranges too) allowed, non-positive rejected
+    # (MujocoDynamicsTask's docstring: "every entry must be positive"); built below.
+    ("metarl/HopperRandParams-v0", 100.0, "allowed"),
+    ("metarl/Walker2DRandParams-v0", -1.0, "rejected"),
 ]
 
 
@@ -397,8 +415,13 @@ def test_tasks_outside_the_training_range(env_id, task, decision):
     if task is None:
         t = env.unwrapped.held_out_tasks()[0]
         task = t.replace(mean_rewards=np.full(t.mean_rewards.shape, 100.0))
-    doc = type(env.unwrapped).__doc__ or ""
-    assert ("allowed" if decision == "allowed" else "rejected") in doc, doc
+    if isinstance(task, float):  # a dynamics task whose multipliers are all `task`
+        t = env.unwrapped.held_out_tasks()[0]
+        task = {**t.to_dict(), **{k: (np.asarray(v) * 0 + task).tolist() for k, v in t.to_dict().items() if k != "type"}}
+        assert "must be positive" in (type(t).__doc__ or "")
+    else:
+        doc = type(env.unwrapped).__doc__ or ""
+        assert ("allowed" if decision == "allowed" else "rejected") in doc, doc
     if decision == "rejected":
         with pytest.raises(InvalidTaskError):
             env.unwrapped.set_task(task)
