@@ -135,7 +135,6 @@ class MAMLConfig:
 
 
 def _check_config(cfg: MAMLConfig) -> None:
-    check_numbers(cfg, source="MAMLConfig")  # every float field: finite and >= 0
     def positive_int(name: str) -> None:
         v = getattr(cfg, name)
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
@@ -159,6 +158,7 @@ def _check_config(cfg: MAMLConfig) -> None:
         raise ConfigError(f"cg_damping and baseline_reg must be >= 0, got {cfg.cg_damping!r}, {cfg.baseline_reg!r}")
     if cfg.outer not in ("trpo", "ppo", "vpg"):
         raise ConfigError(f"outer must be 'trpo', 'ppo' or 'vpg', got {cfg.outer!r}")
+    check_numbers(cfg, source="MAMLConfig")  # every other float field (e.g. NaN damping): finite and >= 0
 
 
 def eval_lr_schedule(inner_lr: float, num_steps: int) -> list[float]:

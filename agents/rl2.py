@@ -100,7 +100,6 @@ def check_config(config: RL2Config) -> RL2Config:
     """Raise :class:`ConfigError` naming the first invalid field."""
     if not isinstance(config, RL2Config):
         raise ConfigError(f"RL2 needs an RL2Config, got {type(config).__name__}")
-    check_numbers(config, source="RL2Config")  # every float field: finite and >= 0
     positive = ("episodes_per_trial", "num_trials", "hidden_size", "update_epochs", "num_minibatches", "eval_trials_per_task")
     for name in positive:
         v = getattr(config, name)
@@ -126,7 +125,7 @@ def check_config(config: RL2Config) -> RL2Config:
         raise ConfigError(
             f"RL2Config.num_minibatches ({config.num_minibatches}) exceeds num_trials ({config.num_trials})"
         )
-    return config
+    return check_numbers(config, source="RL2Config")  # every other float field: finite and >= 0
 
 
 # ===================================================================================== network

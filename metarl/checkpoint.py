@@ -363,7 +363,10 @@ def load_latest_checkpoint(
             warnings.warn(f"skipping checkpoint {bad.name}: {reason}; using {path.name}", CheckpointWarning, stacklevel=2)
         return path, state
     reasons = [reason for _, reason in skipped]
-    raise CheckpointError(f"no checkpoint in {folder} verifies ({len(found)} tried): " + "; ".join(reasons))
+    raise CheckpointError(
+        f"no checkpoint in {folder} verifies ({len(found)} tried; restore one from a copy, or start the run "
+        "over in a new directory): " + "; ".join(reasons)
+    )
 
 
 # --- RNG states -------------------------------------------------------------------------------

@@ -554,13 +554,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     with warnings.catch_warnings():
         warnings.simplefilter("always", MetaRLWarning)
-        warnings.showwarning = _show_warning
+        other = warnings.showwarning
+
+        def show(message: Any, category: type, *rest: Any, **kwargs: Any) -> None:
+            # metarl's own warnings as one line (no file:line, no source); others as Python shows them.
+            if issubclass(category, MetaRLWarning):
+                print(f"metarl: warning: {_flat(message)}", file=sys.stderr)
+            else:
+                other(message, category, *rest, **kwargs)
+
+        warnings.showwarning = show
         return _main(args)
-
-
-def _show_warning(message: Any, category: type, *_: Any, **__: Any) -> None:
-    """Print a warning as one ``metarl: warning:`` line on stderr (no file:line, no source)."""
-    print(f"metarl: warning: {_flat(message)}", file=sys.stderr)
 
 
 def _main(args: list[str]) -> int:

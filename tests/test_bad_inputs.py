@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import pty
 import re
 import subprocess
 import sys
@@ -328,6 +327,7 @@ def test_cli_unwritable_out(tmp_path, capsys):
 
 def test_usage_error_on_a_terminal_is_one_clean_line(tmp_path):
     """On a real terminal tyro colours its error box: one plain line must come out anyway."""
+    pty = pytest.importorskip("pty")  # POSIX only
     exe = Path(sys.executable).with_name("metarl")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "metarl.cli"]
     master, slave = pty.openpty()

@@ -238,7 +238,7 @@ def test_load_latest_falls_back_to_the_newest_that_verifies(tmp_path):
     assert path == checkpoint_path(tmp_path, 4) and state["iteration"] == 4
     for it in (2, 4):
         checkpoint_path(tmp_path, it).write_bytes(b"garbage")
-    with pytest.raises(CheckpointError, match=r"no checkpoint in .* verifies \(3 tried\)") as info:
+    with pytest.raises(CheckpointError, match=r"no checkpoint in .* verifies \(3 tried; restore one") as info:
         load_latest_checkpoint(tmp_path)
     for it in (2, 4, 6):
         assert f"ckpt-00000{it}.pt" in str(info.value)
