@@ -54,6 +54,7 @@ from metarl.baselines import LinearFeatureBaseline
 from metarl.config import check_numbers
 from metarl.errors import CheckpointError, ConfigError, SpaceMismatchError, TrainingDivergedError
 from metarl.losses import normalize_advantages, ppo_clip_loss
+from metarl.meta_env import check_seed
 from metarl.optim import (
     backtracking_line_search,
     conjugate_gradient,
@@ -258,8 +259,7 @@ class MAML(Agent):
         if isinstance(config.hidden_sizes, list):
             config.hidden_sizes = tuple(config.hidden_sizes)
         _check_config(config)
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ConfigError(f"seed must be a non-negative int, got {seed!r}")
+        seed = check_seed(seed)  # an int in [0, 2**63), as everywhere in metarl
         try:
             device = torch.device(device)
         except RuntimeError:

@@ -163,13 +163,13 @@ def check_seed(seed: Any, name: str = "seed", *, span: int = 1) -> int:
     >>> check_seed(-1)
     Traceback (most recent call last):
     ...
-    metarl.errors.ConfigError: seed must be an int with 0 <= seed < 2**63, got -1
+    metarl.errors.ConfigError: seed must be a non-negative int below 2**63, got -1
     """
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise ConfigError(f"{name} must be an int with 0 <= seed < 2**63, got {seed!r} ({type(seed).__name__})")
+        raise ConfigError(f"{name} must be a non-negative int below 2**63, got {seed!r} ({type(seed).__name__})")
     if not 0 <= int(seed) <= SEED_LIMIT - span:
         limit = "2**63" if span == 1 else f"2**63 - {span - 1} (it seeds {span} sub-envs: seed + i)"
-        raise ConfigError(f"{name} must be an int with 0 <= seed < {limit}, got {seed!r}")
+        raise ConfigError(f"{name} must be a non-negative int below {limit}, got {seed!r}")
     return int(seed)
 
 

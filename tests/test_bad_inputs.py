@@ -74,6 +74,8 @@ API = [
     ("vec reset seed list", lambda: _vec().reset(seed=[0, -4, 2]), ConfigError, "-4"),
     ("mujoco reset seed -7", lambda: _single(HC).reset(seed=-7), ConfigError, "-7"),
     ("mujoco vec reset seed 2**70", lambda: _vec(HC, 2, nthread=0).reset(seed=2**70), ConfigError, str(2**70)),
+    ("agent seed 2**70", lambda: load_agent_class("maml")(NAV, None, seed=2**70), ConfigError, str(2**70)),
+    ("agent seed float", lambda: load_agent_class("rl2")(BANDIT, None, seed=0.5), ConfigError, "0.5"),
     ("make_vec num_envs -1", lambda: metarl.make_vec(NAV, num_envs=-1), ConfigError, "-1"),
     ("make_vec num_envs 2.5", lambda: metarl.make_vec(NAV, num_envs=2.5), ConfigError, "2.5"),
     ("make_vec num_envs 0", lambda: metarl.make_vec(BANDIT, num_envs=0), ConfigError, "got 0"),
@@ -262,7 +264,7 @@ def _file_in_the_way(tmp: Path) -> str:
 
 SUBPROCESS = [
     # (id, args (a callable of tmp_path may build them), text of the one stderr line)
-    ("train negative seed", ["train", "maml", "--seed", "-1"], "--seed must be an int with 0 <= seed < 2**63, got -1"),
+    ("train negative seed", ["train", "maml", "--seed", "-1"], "--seed must be a non-negative int below 2**63, got -1"),
     ("eval huge seed", ["eval", "runs/x", "--seed", str(2**70)], f"got {2**70}"),
     ("plain gym env", ["train", "maml", "--env", "CartPole-v1"], "'CartPole-v1' is a plain Gymnasium env"),
     ("file in the way of --out", lambda t: ["train", "maml", "--out", _file_in_the_way(t)], "afile is a file, not a directory"),
