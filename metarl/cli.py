@@ -145,7 +145,7 @@ def _one_line(text: str) -> str:
         if sec[0].startswith("Perhaps you meant") and len(sec) > 1:
             msg += f" (did you mean {sec[1].split()[0]}?)"
             break
-    return re.sub(r"\s+", " ", msg).strip(_BOX_CHARS + "│")
+    return re.sub(r"\s+", " ", msg).strip(" │|┃")
 
 
 # reStructuredText roles (:class:`~a.B`, :func:`f`) and literals (``x``) in docstrings become
@@ -417,11 +417,14 @@ def _cmd_eval(args: Sequence[str]) -> int:
 
     from metarl.config import check_writable_dir
     from metarl.evaluation import adaptation_gain, evaluate_run
-    from metarl.meta_env import check_seed
+    from metarl.meta_env import check_count, check_seed
     from metarl.registry import check_meta_env_id
 
     opts = _parse(EvalArgs, args, "metarl eval")
     check_seed(opts.seed, "--seed")
+    check_count(opts.chunk_size, "--chunk-size")
+    if opts.num_tasks is not None:  # the upper bound (the env's held-out count) is checked on load
+        check_count(opts.num_tasks, "--num-tasks")
     if opts.env is not None:
         check_meta_env_id(opts.env)
     if opts.run_dir.is_dir():  # eval.json and adaptation.png go there: fail before evaluating
@@ -506,9 +509,11 @@ def _bench_adaptation(opts: AdaptationArgs) -> int:
     from rich.table import Table
 
     from metarl.evaluation import adaptation_gain, evaluate_run
-    from metarl.meta_env import check_seed
+    from metarl.meta_env import check_count, check_seed
 
     check_seed(opts.seed, "--seed")
+    if opts.num_tasks is not None:
+        check_count(opts.num_tasks, "--num-tasks")
     console = _console()
     table = Table(title="held-out adaptation (mean ± 95% CI)")
     for col in ("run", "agent", "env", "tasks", "pre", "post", "gain", "trial return", "baselines"):
