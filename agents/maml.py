@@ -51,8 +51,10 @@ from torch import Tensor
 import metarl
 from metarl.agent import Agent, EvalResult
 from metarl.baselines import LinearFeatureBaseline
+from metarl.config import check_numbers
 from metarl.errors import CheckpointError, ConfigError, SpaceMismatchError, TrainingDivergedError
 from metarl.losses import normalize_advantages, ppo_clip_loss
+from metarl.meta_env import check_seed
 from metarl.optim import (
     backtracking_line_search,
     conjugate_gradient,
@@ -112,11 +114,11 @@ class MAMLConfig:
     cg_iters: int = 10
     """Conjugate-gradient iterations (reference: 10)."""
     cg_damping: float = 1e-5
+    """Damping added to the KL Hessian-vector product (pytorch-maml-rl: 1e-5)."""
     cg_subsample: int = 4
     """Curvature on every k-th episode of each task: 1 = all (the paper's presets); k > 1 makes each
     conjugate-gradient product k times cheaper, as OpenAI baselines' TRPO does with every 5th
     sample. The gradient, the adapted parameters and the line search's KL check stay exact."""
-    """Damping added to the KL Hessian-vector product (pytorch-maml-rl: 1e-5)."""
     ls_max_steps: int = 15
     """Backtracking line-search candidates (pytorch-maml-rl: 15)."""
     ls_backtrack_ratio: float = 0.8
@@ -157,6 +159,7 @@ def _check_config(cfg: MAMLConfig) -> None:
         raise ConfigError(f"cg_damping and baseline_reg must be >= 0, got {cfg.cg_damping!r}, {cfg.baseline_reg!r}")
     if cfg.outer not in ("trpo", "ppo", "vpg"):
         raise ConfigError(f"outer must be 'trpo', 'ppo' or 'vpg', got {cfg.outer!r}")
+    check_numbers(cfg, source="MAMLConfig")  # every other float field (e.g. NaN damping): finite and >= 0
 
 
 def eval_lr_schedule(inner_lr: float, num_steps: int) -> list[float]:
@@ -256,8 +259,7 @@ class MAML(Agent):
         if isinstance(config.hidden_sizes, list):
             config.hidden_sizes = tuple(config.hidden_sizes)
         _check_config(config)
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ConfigError(f"seed must be a non-negative int, got {seed!r}")
+        seed = check_seed(seed)  # an int in [0, 2**63), as everywhere in metarl
         try:
             device = torch.device(device)
         except RuntimeError:

@@ -38,8 +38,10 @@ from gymnasium import spaces
 from torch import Tensor, nn
 
 from metarl.agent import Agent, EvalResult
+from metarl.config import check_numbers
 from metarl.errors import ConfigError, TrainingDivergedError
 from metarl.losses import normalize_advantages, ppo_clip_loss
+from metarl.meta_env import check_seed
 from metarl.registry import check_env_id
 from metarl.returns import gae
 from metarl.sampling import Rollout, collect
@@ -124,7 +126,7 @@ def check_config(config: RL2Config) -> RL2Config:
         raise ConfigError(
             f"RL2Config.num_minibatches ({config.num_minibatches}) exceeds num_trials ({config.num_trials})"
         )
-    return config
+    return check_numbers(config, source="RL2Config")  # every other float field: finite and >= 0
 
 
 # ===================================================================================== network
@@ -266,8 +268,7 @@ class RL2(Agent):
         env_kwargs: dict[str, Any] | None = None,
     ) -> None:
         config = check_config(config if config is not None else RL2Config())
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ConfigError(f"seed must be a non-negative int, got {seed!r}")
+        seed = check_seed(seed)  # an int in [0, 2**63), as everywhere in metarl
         try:
             self.torch_device = torch.device(device)
         except (RuntimeError, TypeError):

@@ -6,7 +6,9 @@ uses k ∈ {5, 10, 50} arms and n ∈ {10, 100, 500} pulls; defaults k = 5, n = 
 single state, so the observation is a constant ``[0.]``: what an agent learns it learns from its
 own actions and rewards (the RL² trial wrapper feeds those back).
 
-Default task (for plain ``gym.make`` users): the first held-out task.
+Default task (for plain ``gym.make`` users): the first held-out task. Arm probabilities outside
+``[0, 1]`` (and a task with a different number of arms than the env) are rejected with
+:class:`~metarl.errors.InvalidTaskError`: they are not Bernoulli parameters.
 
 >>> import gymnasium as gym, metarl.envs
 >>> env = gym.make("metarl/Bandit-v0", num_arms=3, horizon=2)
@@ -26,7 +28,7 @@ import numpy as np
 from gymnasium import spaces
 
 from metarl.errors import ConfigError, InvalidTaskError
-from metarl.meta_env import BatchedMetaEnv, SingleMetaEnv, TaskDistribution
+from metarl.meta_env import BatchedMetaEnv, SingleMetaEnv, TaskDistribution, check_count
 from metarl.tasks import Task, array_field
 
 __all__ = ["BanditTask", "BanditDistribution", "BanditVecEnv", "BanditEnv"]
@@ -73,6 +75,7 @@ class BanditVecEnv(BatchedMetaEnv[BanditTask]):
     """Native batched bandits: probabilities ``[N, k]``; one uniform draw per sub-env per pull."""
 
     def __init__(self, num_envs: int = 1, *, num_arms: int = 5, horizon: int = 100, **kwargs) -> None:
+        num_envs = check_count(num_envs, "num_envs")  # before any [num_envs, ...] array
         kwargs.pop("max_episode_steps", None)  # the horizon is this family's time limit
         dist = BanditDistribution(num_arms)
         self._probs = np.zeros((num_envs, dist.num_arms))

@@ -6,7 +6,9 @@ clipped to ``[-0.1, 0.1]`` per axis, the reward the negative Euclidean distance 
 0.01 of the goal on both axes. Goals are drawn from ``U[-0.5, 0.5]²``. Facts from the paper and
 its reference code (``rllab/envs/point_env_randgoal.py`` in cbfinn/maml_rl).
 
-Default task (for plain ``gym.make`` users): the first held-out task.
+Default task (for plain ``gym.make`` users): the first held-out task. Goals outside
+``goal_range`` are allowed (any finite point: an extrapolation task, possibly out of reach in
+``H`` steps); ``goal_range`` only bounds what :meth:`sample_tasks` draws.
 
 >>> import gymnasium as gym, metarl.envs
 >>> env = gym.make("metarl/Navigation2D-v0")
@@ -28,7 +30,13 @@ import numpy as np
 from gymnasium import spaces
 
 from metarl.errors import ConfigError
-from metarl.meta_env import BatchedMetaEnv, SingleMetaEnv, TaskDistribution, check_range
+from metarl.meta_env import (
+    BatchedMetaEnv,
+    SingleMetaEnv,
+    TaskDistribution,
+    check_count,
+    check_range,
+)
 from metarl.tasks import Task, array_field
 
 __all__ = ["Navigation2DTask", "Navigation2DDistribution", "Navigation2DVecEnv", "Navigation2DEnv"]
@@ -74,6 +82,7 @@ class Navigation2DVecEnv(BatchedMetaEnv[Navigation2DTask]):
         goal_tolerance: float = 0.01,
         **kwargs,
     ) -> None:
+        num_envs = check_count(num_envs, "num_envs")  # before any [num_envs, ...] array
         if not (np.isfinite(action_bound) and action_bound > 0):
             raise ConfigError(f"action_bound must be a positive number, got {action_bound!r}")
         self.action_bound = float(action_bound)

@@ -5,7 +5,10 @@ rows ``P(·|s, a) ~ Dirichlet(1)`` and mean rewards ``μ(s, a) ~ N(1, 1)``; a st
 pays ``r ~ N(μ(s, a), 1)``. Every episode starts in state 0 and lasts ``max_episode_steps``
 (10) steps; the observation is the one-hot state.
 
-Default task (for plain ``gym.make`` users): the first held-out task.
+Default task (for plain ``gym.make`` users): the first held-out task. Any finite mean rewards are
+allowed (not only typical ``N(1, 1)`` draws); transition rows must be probability vectors
+(entries in ``[0, 1]`` summing to 1) of the env's sizes, else
+:class:`~metarl.errors.InvalidTaskError`.
 
 >>> import gymnasium as gym, metarl.envs
 >>> env = gym.make("metarl/TabularMDP-v0")
@@ -23,7 +26,7 @@ import numpy as np
 from gymnasium import spaces
 
 from metarl.errors import ConfigError, InvalidTaskError
-from metarl.meta_env import BatchedMetaEnv, SingleMetaEnv, TaskDistribution
+from metarl.meta_env import BatchedMetaEnv, SingleMetaEnv, TaskDistribution, check_count
 from metarl.tasks import Task, array_field
 
 __all__ = ["TabularMDPTask", "TabularMDPDistribution", "TabularMDPVecEnv", "TabularMDPEnv"]
@@ -89,6 +92,7 @@ class TabularMDPVecEnv(BatchedMetaEnv[TabularMDPTask]):
     def __init__(
         self, num_envs: int = 1, *, num_states: int = 10, num_actions: int = 5, max_episode_steps: int = 10, **kwargs
     ) -> None:
+        num_envs = check_count(num_envs, "num_envs")  # before any [num_envs, ...] array
         dist = TabularMDPDistribution(num_states, num_actions)
         S, A = dist.num_states, dist.num_actions
         self._cum_p = np.zeros((num_envs, S, A, S))

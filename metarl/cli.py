@@ -29,6 +29,7 @@ import os
 import re
 import sys
 import typing
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,9 +37,9 @@ from typing import Annotated, Any
 
 import tyro
 
-from metarl.errors import ConfigError, MetaRLError
+from metarl.errors import ConfigError, MetaRLError, MetaRLWarning
 
-__all__ = ["main", "EvalArgs", "EnvsArgs", "ThroughputArgs", "AdaptationArgs"]
+__all__ = ["main", "plain_help", "EvalArgs", "EnvsArgs", "ThroughputArgs", "AdaptationArgs"]
 
 _COMMANDS = {
     "envs": "list the registered meta-envs (id, what varies, defaults)",
@@ -113,12 +114,17 @@ class AdaptationArgs:
 _BOX_CHARS = "│╭╰╮╯─┃━┏┓┗┛|+-=_ \t"
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
+
+
 def _one_line(text: str) -> str:
     """The gist of a tyro error box as one line (its message, plus 'did you mean').
 
-    tyro draws the box with unicode or ASCII characters depending on the terminal; both are
-    handled: separator lines split the box into sections, the first section is the message.
+    tyro draws the box with unicode or ASCII characters depending on the terminal, coloured with
+    ANSI escapes on a real terminal; all are handled: escapes are dropped, separator lines split
+    the box into sections, the first section is the message.
     """
+    text = _ANSI.sub("", text).replace("\r", "")
     sections: list[list[str]] = [[]]
     for raw in text.splitlines():
         if "╭" in raw or "╰" in raw:  # unicode title/bottom border
@@ -139,15 +145,58 @@ def _one_line(text: str) -> str:
         if sec[0].startswith("Perhaps you meant") and len(sec) > 1:
             msg += f" (did you mean {sec[1].split()[0]}?)"
             break
-    return re.sub(r"\s+", " ", msg)
+    return re.sub(r"\s+", " ", msg).strip(" │|┃")
+
+
+# reStructuredText roles (:class:`~a.B`, :func:`f`) and literals (``x``) in docstrings become
+# plain text in --help: tyro prints docstrings verbatim.
+_RST_ROLE = re.compile(r":(?:[a-z]+:)?[a-z]+:`~?([^`<]*?)(?:\s*<[^`>]*>)?`")
+_RST_LITERAL = re.compile(r"``(.+?)``", re.DOTALL)
+
+
+def plain_help(text: str | None) -> str | None:
+    """``text`` without reStructuredText markup (for help output).
+
+    >>> plain_help("Run dir (``runs/x``); see :class:`~metarl.trainer.Trainer` and :func:`f`.")
+    'Run dir (runs/x); see Trainer and f.'
+    """
+    if not text:
+        return text
+
+    def role(m: re.Match) -> str:
+        target = m.group(1).strip()
+        return target.rpartition(".")[2] if m.group(0).split("`")[1].startswith("~") else target
+
+    return _RST_LITERAL.sub(r"\1", _RST_ROLE.sub(role, text))
+
+
+@contextlib.contextmanager
+def _plain_docstrings() -> Any:
+    """While tyro builds a parser, hand it docstrings without reStructuredText markup."""
+    from tyro import _docstrings
+
+    field_doc, callable_doc = _docstrings.get_field_docstring, _docstrings.get_callable_description
+
+    def field_docstring(*args: Any, **kwargs: Any) -> str | None:
+        return plain_help(field_doc(*args, **kwargs))
+
+    def callable_description(*args: Any, **kwargs: Any) -> str:
+        return plain_help(callable_doc(*args, **kwargs)) or ""
+
+    _docstrings.get_field_docstring = field_docstring
+    _docstrings.get_callable_description = callable_description
+    try:
+        yield
+    finally:
+        _docstrings.get_field_docstring, _docstrings.get_callable_description = field_doc, callable_doc
 
 
 def _parse(cls: Any, args: Sequence[str], prog: str, default: Any = None, description: str | None = None) -> Any:
     err = io.StringIO()
     try:
-        with contextlib.redirect_stderr(err):
+        with contextlib.redirect_stderr(err), _plain_docstrings():
             kwargs = {"default": default} if default is not None else {}
-            return tyro.cli(cls, args=list(args), prog=prog, description=description, **kwargs)
+            return tyro.cli(cls, args=list(args), prog=prog, description=plain_help(description), **kwargs)
     except SystemExit as e:
         if e.code in (0, None):
             raise
@@ -244,7 +293,8 @@ def _cmd_train(args: Sequence[str]) -> int:
         read_run_config,
     )
     from metarl.evaluation import adaptation_gain, evaluate_run
-    from metarl.registry import check_env_id
+    from metarl.meta_env import check_seed
+    from metarl.registry import check_meta_env_id
     from metarl.trainer import Trainer, default_run_dir
 
     if not args or args[0] in ("-h", "--help"):
@@ -279,6 +329,7 @@ def _cmd_train(args: Sequence[str]) -> int:
         description += f"  [preset {preset.name}: {preset.source}]"
     parsed = _parse(combined, rest, f"metarl train {agent_spec}", default=combined(TrainOptions(), cli_base), description=description)
     opts: TrainOptions = parsed.trainer
+    check_seed(opts.seed, "--seed")
     values = {f.name: getattr(parsed.agent, f.name) for f in dataclasses.fields(config_cls) if f.init}
     explicit = _explicit_flags(rest)
     values.update({name: getattr(opts, name) for name in clash if name in explicit})
@@ -287,7 +338,7 @@ def _cmd_train(args: Sequence[str]) -> int:
     env = opts.env or (preset.env if preset else None) or getattr(agent_cls, "default_env", None)
     if not env:
         raise ConfigError(f"agent {agent_spec!r} has no default_env; pass --env ID")
-    check_env_id(env)
+    check_meta_env_id(env)
     if preset is not None and env == preset.env:
         env_kwargs = dict(preset.env_kwargs)
     elif env == getattr(agent_cls, "default_env", None):
@@ -364,9 +415,20 @@ def _cmd_train(args: Sequence[str]) -> int:
 def _cmd_eval(args: Sequence[str]) -> int:
     from rich.table import Table
 
+    from metarl.config import check_writable_dir
     from metarl.evaluation import adaptation_gain, evaluate_run
+    from metarl.meta_env import check_count, check_seed
+    from metarl.registry import check_meta_env_id
 
     opts = _parse(EvalArgs, args, "metarl eval")
+    check_seed(opts.seed, "--seed")
+    check_count(opts.chunk_size, "--chunk-size")
+    if opts.num_tasks is not None:  # the upper bound (the env's held-out count) is checked on load
+        check_count(opts.num_tasks, "--num-tasks")
+    if opts.env is not None:
+        check_meta_env_id(opts.env)
+    if opts.run_dir.is_dir():  # eval.json and adaptation.png go there: fail before evaluating
+        check_writable_dir(opts.run_dir, "run directory")
     console = _console()
     summary = evaluate_run(
         opts.run_dir,
@@ -416,15 +478,16 @@ def _bench_throughput(opts: ThroughputArgs) -> int:
 
     from rich.table import Table
 
-    from metarl.benchmarking import ratio_table
-    from metarl.registry import check_env_id
+    from metarl.benchmarking import check_memory, ratio_table
+    from metarl.registry import check_meta_env_id
 
-    check_env_id(opts.env)
+    check_meta_env_id(opts.env)
     if not opts.num_envs or min(opts.num_envs) < 1:
         raise ConfigError(f"--num-envs must be positive ints, got {list(opts.num_envs)}")
-    if not opts.seconds > 0:
-        raise ConfigError(f"--seconds must be > 0, got {opts.seconds}")
+    if not 0 < opts.seconds < float("inf"):
+        raise ConfigError(f"--seconds must be a positive finite number, got {opts.seconds}")
     modes = ("native", "sync", "async") if opts.include_async else ("native", "sync")
+    check_memory(opts.env, list(opts.num_envs), modes)  # before allocating any of them
     console = _console()
     rows = []
     with console.status(f"measuring {opts.env} ({', '.join(modes)}) ..."):
@@ -446,7 +509,11 @@ def _bench_adaptation(opts: AdaptationArgs) -> int:
     from rich.table import Table
 
     from metarl.evaluation import adaptation_gain, evaluate_run
+    from metarl.meta_env import check_count, check_seed
 
+    check_seed(opts.seed, "--seed")
+    if opts.num_tasks is not None:
+        check_count(opts.num_tasks, "--num-tasks")
     console = _console()
     table = Table(title="held-out adaptation (mean ± 95% CI)")
     for col in ("run", "agent", "env", "tasks", "pre", "post", "gain", "trial return", "baselines"):
@@ -490,6 +557,22 @@ def _usage() -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``metarl`` command line; returns the exit status (0 ok, 1 error, 2 usage)."""
     args = list(sys.argv[1:] if argv is None else argv)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", MetaRLWarning)
+        other = warnings.showwarning
+
+        def show(message: Any, category: type, *rest: Any, **kwargs: Any) -> None:
+            # metarl's own warnings as one line (no file:line, no source); others as Python shows them.
+            if issubclass(category, MetaRLWarning):
+                print(f"metarl: warning: {_flat(message)}", file=sys.stderr)
+            else:
+                other(message, category, *rest, **kwargs)
+
+        warnings.showwarning = show
+        return _main(args)
+
+
+def _main(args: list[str]) -> int:
     try:
         if not args or args[0] in ("-h", "--help"):
             print(_usage())
@@ -512,6 +595,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except MetaRLError as e:
         print(f"metarl: error: {_flat(e)}", file=sys.stderr)
+        return 1
+    except OSError as e:  # the file system said no (permissions, disk full, ...): the user can act on it
+        where = f": {e.filename}" if getattr(e, "filename", None) else ""
+        print(f"metarl: error: {e.strerror or e}{where}", file=sys.stderr)
+        return 1
+    except MemoryError:
+        print("metarl: error: out of memory; use smaller sizes (e.g. --num-envs, --meta-batch-size)", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("metarl: interrupted", file=sys.stderr)

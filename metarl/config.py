@@ -11,6 +11,11 @@ after its paper setting::
     config: {meta_batch_size: 40}     # fields of the agent's config dataclass
     env_kwargs: {}                    # optional kwargs for the env
 
+Every float field of a config is checked generically (:func:`check_numbers`, run by
+:func:`build_config`): it must be finite, and non-negative unless the field declares another
+range with :func:`number_range` (e.g. a coefficient that may be negative). Agents add their
+tighter per-field checks (``> 0``, ``<= 1``) on top.
+
 Precedence: dataclass defaults < preset < command-line flags. The resolved values are written to
 the run directory as ``config.yaml`` (:class:`RunConfig`).
 
@@ -33,7 +38,9 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
+import tempfile
 import types
 import typing
 from dataclasses import dataclass, field
@@ -52,6 +59,9 @@ __all__ = [
     "list_presets",
     "load_preset",
     "build_config",
+    "check_numbers",
+    "number_range",
+    "check_writable_dir",
     "config_to_dict",
     "read_run_config",
     "write_run_config",
@@ -220,6 +230,100 @@ def _convert(name: str, tp: Any, value: Any, where: str) -> Any:
     return value
 
 
+#: Default range of a float config field: finite and non-negative (rates, coefficients, scales,
+#: probabilities, dampings and regularisers all are).
+DEFAULT_RANGE = (0.0, math.inf)
+
+
+def number_range(low: float = -math.inf, high: float = math.inf) -> dict[str, Any]:
+    """Field metadata declaring the allowed range of a float config field (finite is always required).
+
+    >>> from dataclasses import dataclass, field
+    >>> @dataclass
+    ... class Cfg:
+    ...     bias: float = field(default=-1.0, metadata=number_range(-10.0, 10.0))
+    ...     lr: float = 0.1
+    >>> check_numbers(Cfg(lr=float("nan")))
+    Traceback (most recent call last):
+    ...
+    metarl.errors.ConfigError: config: Cfg.lr = nan must be a finite number >= 0.0
+    >>> check_numbers(Cfg(bias=-2.0)).bias
+    -2.0
+    """
+    return {"range": (float(low), float(high))}
+
+
+def _is_float_type(tp: Any) -> bool:
+    if tp is float:
+        return True
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        return any(_is_float_type(a) for a in args if a is not type(None))
+    if origin in (tuple, list):
+        return any(_is_float_type(a) for a in args if a is not Ellipsis)
+    return False
+
+
+def check_numbers(config: Any, *, source: str = "config") -> Any:
+    """Check every float field of the dataclass ``config`` (and of nested config dataclasses).
+
+    Each value (each element of a tuple of floats) must be a finite real number inside the field's
+    declared :func:`number_range`, by default ``[0, inf)``. Returns ``config``.
+
+    Raises:
+        ConfigError: naming the field and the value.
+    """
+    if not dataclasses.is_dataclass(config) or isinstance(config, type):
+        raise ConfigError(f"{source}: expected a config dataclass instance, got {config!r}")
+    hints = typing.get_type_hints(type(config))
+    name = type(config).__name__
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            check_numbers(value, source=source)
+            continue
+        if not _is_float_type(hints.get(f.name)):
+            continue
+        low, high = f.metadata.get("range", DEFAULT_RANGE)
+        for v in value if isinstance(value, (tuple, list)) else (value,):
+            if v is None:
+                continue
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and low <= v <= high
+            if not ok:
+                allowed = f">= {low}" if high == math.inf and low > -math.inf else f"in [{low}, {high}]"
+                raise ConfigError(f"{source}: {name}.{f.name} = {v!r} must be a finite number {allowed}")
+    return config
+
+
+def check_writable_dir(path: str | os.PathLike, what: str = "directory") -> Path:
+    """Check that ``path`` is (or can be created as) a directory this process can write; returns it.
+
+    Nothing is created. Raises :class:`ConfigError` naming the path when a file is in the way, a
+    parent is not a directory, or the nearest existing folder is not writable.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{what} {path} is a file, not a directory; choose another path or remove the file")
+    existing = path
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"{what} {path} cannot be created: {existing} is a file, not a directory")
+    problem = None
+    if not os.access(existing, os.W_OK | os.X_OK):
+        problem = "permission denied"
+    else:
+        try:  # the real test (read-only mounts, ACLs); the probe file is removed on close
+            with tempfile.TemporaryFile(dir=existing):
+                pass
+        except OSError as e:
+            problem = e.strerror or str(e)
+    if problem is not None:
+        where = "" if existing == path else f" (its nearest existing parent {existing})"
+        raise ConfigError(f"{what} {path} is not writable{where}: {problem}")
+    return path
+
+
 def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
@@ -228,7 +332,8 @@ def build_config(config_cls: type, values: dict[str, Any], *, source: str = "con
     """An instance of ``config_cls`` from defaults overridden by ``values`` (checked and converted).
 
     Raises:
-        ConfigError: an unknown field (with a suggestion) or a value of the wrong type.
+        ConfigError: an unknown field (with a suggestion), a value of the wrong type, or a float
+            field that is not finite or outside its range (:func:`check_numbers`).
     """
     if not dataclasses.is_dataclass(config_cls):
         raise ConfigError(f"{source}: config class {config_cls!r} is not a dataclass")
@@ -242,9 +347,10 @@ def build_config(config_cls: type, values: dict[str, Any], *, source: str = "con
             raise ConfigError(f"{source}: unknown field {key!r} of {config_cls.__name__}{hint}")
         kwargs[key] = _convert(key, hints.get(key, Any), value, source)
     try:
-        return config_cls(**kwargs)
+        config = config_cls(**kwargs)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{source}: invalid {config_cls.__name__}: {e}") from None
+    return check_numbers(config, source=source)
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:

@@ -26,6 +26,9 @@ __all__ = [
     "CheckpointError",
     "SpaceMismatchError",
     "TrainingDivergedError",
+    "UnknownArgumentError",
+    "MetaRLWarning",
+    "CheckpointWarning",
 ]
 
 
@@ -59,7 +62,14 @@ class UnknownEnvError(MetaRLError, KeyError):
 
 
 class ConfigError(MetaRLError, ValueError):
-    """A configuration value (preset, flag, kwarg) that is invalid."""
+    """A configuration value (preset, flag, kwarg, seed, count, path) that is invalid."""
+
+
+class UnknownArgumentError(ConfigError, TypeError):
+    """A keyword argument an env or function does not take; the message suggests the closest ones.
+
+    Also a ``TypeError``, which is what Python raises for an unexpected keyword argument.
+    """
 
 
 class CheckpointError(MetaRLError, OSError):
@@ -72,6 +82,14 @@ class SpaceMismatchError(MetaRLError, ValueError):
 
 class TrainingDivergedError(MetaRLError, FloatingPointError):
     """A loss or gradient became NaN/inf; the message names the iteration and quantity."""
+
+
+class MetaRLWarning(UserWarning):
+    """Base class of the warnings metarl issues (the CLI prints each as one ``warning:`` line)."""
+
+
+class CheckpointWarning(MetaRLWarning):
+    """A checkpoint was skipped (it failed verification) or could not be verified (old format)."""
 
 
 def _short(value: Any, limit: int = 80) -> str:

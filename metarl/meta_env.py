@@ -23,6 +23,8 @@ are available through ``autoreset_mode=``.
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -35,12 +37,19 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from metarl.errors import ConfigError, InvalidActionError, InvalidTaskError, TaskNotSetError
+from metarl.errors import (
+    ConfigError,
+    InvalidActionError,
+    InvalidTaskError,
+    TaskNotSetError,
+    UnknownArgumentError,
+)
 from metarl.tasks import Task
 
 __all__ = [
     "TaskDistribution", "TaskSource", "BatchedMetaEnv", "SingleMetaEnv", "NUM_HELD_OUT",
-    "check_range", "check_seed", "held_out_rng", "reset_options", "task_rng",
+    "check_range", "check_seed", "check_count", "check_kwargs", "accepted_kwargs", "check_action",
+    "held_out_rng", "reset_options", "task_rng", "SEED_LIMIT",
 ]
 
 TaskT = TypeVar("TaskT", bound=Task)
@@ -138,11 +147,72 @@ def task_rng(seed: int | None) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0x7A5C,)))
 
 
-def check_seed(seed: Any, name: str = "seed") -> int:
-    """``seed`` as an int, or a :class:`ConfigError` naming ``name`` if it is not an int >= 0."""
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ConfigError(f"{name} must be a non-negative int, got {seed!r}")
+#: Seeds are ints in ``[0, SEED_LIMIT)``: they fit an int64 (numpy arrays, JSON, checkpoints) and
+#: every RNG metarl seeds (``numpy.random.SeedSequence``, ``torch.manual_seed``, ``random.seed``).
+SEED_LIMIT = 2**63
+
+
+def check_seed(seed: Any, name: str = "seed", *, span: int = 1) -> int:
+    """``seed`` as an int, or a :class:`ConfigError` naming ``name`` and the value.
+
+    Valid seeds are ints (not bools or floats) with ``0 <= seed`` and ``seed + span - 1 < 2**63``
+    (``span`` consecutive seeds are derived from it, e.g. ``seed + i`` for sub-env ``i``).
+
+    >>> check_seed(3)
+    3
+    >>> check_seed(-1)
+    Traceback (most recent call last):
+    ...
+    metarl.errors.ConfigError: seed must be a non-negative int below 2**63, got -1
+    """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ConfigError(f"{name} must be a non-negative int below 2**63, got {seed!r} ({type(seed).__name__})")
+    if not 0 <= int(seed) <= SEED_LIMIT - span:
+        limit = "2**63" if span == 1 else f"2**63 - {span - 1} (it seeds {span} sub-envs: seed + i)"
+        raise ConfigError(f"{name} must be a non-negative int below {limit}, got {seed!r}")
     return int(seed)
+
+
+def check_count(value: Any, name: str, *, minimum: int = 1) -> int:
+    """``value`` as an int ``>= minimum`` (not a bool or float), or a :class:`ConfigError` naming it.
+
+    >>> check_count(2.5, "num_envs")
+    Traceback (most recent call last):
+    ...
+    metarl.errors.ConfigError: num_envs must be an int >= 1, got 2.5 (float)
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ConfigError(f"{name} must be an int >= {minimum}, got {value!r} ({type(value).__name__})")
+    if value < minimum:
+        raise ConfigError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def accepted_kwargs(cls: type) -> list[str]:
+    """Keyword arguments ``cls(...)`` takes: its ``__init__`` and the bases it forwards ``**kwargs`` to."""
+    names: list[str] = []
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        params = inspect.signature(init).parameters.values()
+        names += [p.name for p in params if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            break
+    return list(dict.fromkeys(names))
+
+
+def check_kwargs(owner: str, given: Any, allowed: Sequence[str]) -> None:
+    """Raise :class:`UnknownArgumentError` for keys of ``given`` not in ``allowed`` ("did you mean")."""
+    unknown = [k for k in given if k not in allowed]
+    if not unknown:
+        return
+    key = unknown[0]
+    close = difflib.get_close_matches(str(key), list(allowed), n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    raise UnknownArgumentError(
+        f"{owner} got an unknown keyword argument {key!r} (= {given[key]!r}); {hint}it takes: {', '.join(allowed)}"
+    )
 
 
 def reset_options(options: dict[str, Any] | None, allowed: Sequence[str]) -> dict[str, Any]:
@@ -172,8 +242,7 @@ class TaskSource:
 
     def sample_tasks(self, n: int, *, seed: int | None = None) -> list:
         """Draw ``n`` training tasks; with ``seed`` from a fresh generator, else the env's own."""
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-            raise ConfigError(f"number of tasks must be a non-negative int, got {n!r}")
+        n = check_count(n, "n (number of tasks)", minimum=0)
         if seed is not None:
             rng = np.random.default_rng(check_seed(seed))
         else:
@@ -213,11 +282,12 @@ class BatchedMetaEnv(TaskSource, VectorEnv, Generic[TaskT]):
         single_action_space: spaces.Space,
         autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
         require_task: bool = False,
+        **unknown: Any,
     ) -> None:
-        if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
-            raise ConfigError(f"num_envs must be a positive int, got {num_envs!r}")
-        if isinstance(max_episode_steps, bool) or not isinstance(max_episode_steps, (int, np.integer)) or max_episode_steps < 1:
-            raise ConfigError(f"max_episode_steps must be a positive int, got {max_episode_steps!r}")
+        # Subclasses forward their unknown kwargs here: name the family's own, not this signature's.
+        check_kwargs(type(self).__name__, unknown, [a for a in accepted_kwargs(type(self)) if a not in _BATCH_ONLY[2:]])
+        num_envs = check_count(num_envs, "num_envs")
+        max_episode_steps = check_count(max_episode_steps, "max_episode_steps")
         try:
             mode = AutoresetMode(autoreset_mode)
         except ValueError:
@@ -239,6 +309,8 @@ class BatchedMetaEnv(TaskSource, VectorEnv, Generic[TaskT]):
         self._elapsed = np.zeros(self.num_envs, dtype=np.int64)
         self._needs_reset = np.zeros(self.num_envs, dtype=bool)
         self._has_reset = False
+        #: Set by SingleMetaEnv, so errors point at the single-env task API.
+        self._single_view = False
         if not require_task:
             self.set_tasks([distribution.default_task()] * self.num_envs)
 
@@ -262,7 +334,7 @@ class BatchedMetaEnv(TaskSource, VectorEnv, Generic[TaskT]):
         With ``indices``, only those sub-envs get new tasks (``tasks[j]`` for ``indices[j]``),
         e.g. when some trials end and others run on.
         """
-        idx = np.arange(self.num_envs) if indices is None else np.asarray(indices, dtype=np.int64).reshape(-1)
+        idx = np.arange(self.num_envs) if indices is None else self._check_indices(indices)
         if isinstance(tasks, (Task, str, dict)) or len(tasks) != len(idx):
             got = "a single task" if isinstance(tasks, (Task, str, dict)) else f"{len(tasks)} tasks"
             want = f"one task per sub-env ({self.num_envs})" if indices is None else f"one task per index ({len(idx)})"
@@ -270,8 +342,6 @@ class BatchedMetaEnv(TaskSource, VectorEnv, Generic[TaskT]):
         if indices is not None:
             if self._tasks is None:
                 self.get_tasks()  # raises TaskNotSetError: set all tasks once first
-            if ((idx < 0) | (idx >= self.num_envs)).any() or len(set(idx.tolist())) != len(idx):
-                raise InvalidTaskError("indices", idx.tolist(), f"must be distinct sub-env indices in [0, {self.num_envs})")
         checked = [self.distribution.check(t) for t in tasks]
         self._apply_tasks(idx, checked)
         if indices is None:
@@ -283,8 +353,32 @@ class BatchedMetaEnv(TaskSource, VectorEnv, Generic[TaskT]):
 
     def get_tasks(self) -> list[TaskT]:
         if self._tasks is None:
-            raise TaskNotSetError("no tasks set: call set_tasks(tasks) or reset(options={'tasks': tasks})")
+            if self._single_view:
+                raise TaskNotSetError(
+                    "no task set (require_task=True): call env.unwrapped.set_task(task) or "
+                    "env.reset(options={'task': task}) first; env.unwrapped.sample_tasks(n) draws tasks"
+                )
+            raise TaskNotSetError(
+                "no tasks set (require_task=True): call env.set_tasks(tasks) (one per sub-env) or "
+                "env.reset(options={'tasks': tasks}) first; env.sample_tasks(n) draws tasks"
+            )
         return list(self._tasks)
+
+    def _check_indices(self, indices: Any) -> np.ndarray:
+        """``indices`` of ``set_tasks`` as distinct in-range ints, or :class:`InvalidTaskError`."""
+        if isinstance(indices, (str, bytes, dict)) or not hasattr(indices, "__len__"):
+            raise InvalidTaskError("indices", indices, "must be a sequence of sub-env indices (ints)")
+        values = list(np.asarray(indices, dtype=object).reshape(-1)) if isinstance(indices, np.ndarray) else list(indices)
+        for v in values:
+            if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+                raise InvalidTaskError("indices", values, f"must be ints, got {v!r} ({type(v).__name__})")
+        bad = [int(v) for v in values if not 0 <= v < self.num_envs]
+        if bad:
+            raise InvalidTaskError("indices", values, f"{bad[0]} is out of range: sub-env indices lie in [0, {self.num_envs})")
+        dupes = sorted({int(v) for v in values if values.count(v) > 1})
+        if dupes:
+            raise InvalidTaskError("indices", values, f"must be distinct; {dupes[0]} is repeated")
+        return np.asarray(values, dtype=np.int64)
 
     # --- gymnasium API -----------------------------------------------------------------------
     def reset(
@@ -353,49 +447,65 @@ class BatchedMetaEnv(TaskSource, VectorEnv, Generic[TaskT]):
     # --- helpers -----------------------------------------------------------------------------
     def _expand_seeds(self, seed: int | Sequence[int]) -> list[int]:
         if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
-            base = check_seed(seed)
+            base = check_seed(seed, span=self.num_envs)
             return [base + i for i in range(self.num_envs)]
         if isinstance(seed, Sequence) and len(seed) == self.num_envs:
             return [check_seed(s, f"seed[{i}]") for i, s in enumerate(seed)]
         raise ConfigError(f"seed must be an int or a list of {self.num_envs} ints, got {seed!r}")
 
     def _check_actions(self, actions: Any) -> np.ndarray:
-        space = self.single_action_space
-        try:
-            a = np.asarray(actions)
-        except (TypeError, ValueError):
-            raise InvalidActionError(f"actions must be array-like, got {type(actions).__name__}") from None
-        if isinstance(space, spaces.Discrete):
-            if a.shape != (self.num_envs,):
-                raise InvalidActionError(f"actions must have shape ({self.num_envs},), got {a.shape}")
-            if not np.issubdtype(a.dtype, np.integer):
-                if not np.issubdtype(a.dtype, np.floating) or not np.isfinite(a).all() or (a != np.round(a)).any():
-                    raise InvalidActionError(f"discrete actions must be integers, got {_preview(a)}")
-            a = a.astype(np.int64)
-            if ((a < space.start) | (a >= space.start + space.n)).any():
-                raise InvalidActionError(
-                    f"discrete actions must lie in [{space.start}, {space.start + space.n - 1}], got {_preview(a)}"
-                )
-            return a - space.start
-        want = (self.num_envs, *space.shape)
-        if a.shape != want:
-            raise InvalidActionError(f"actions must have shape {want}, got {a.shape}")
-        if not np.issubdtype(a.dtype, np.number) or np.issubdtype(a.dtype, np.complexfloating):
-            raise InvalidActionError(f"actions must be real numbers, got dtype {a.dtype}")
-        a = a.astype(np.float64, copy=False)
-        if not np.isfinite(a).all():
-            bad = np.argwhere(~np.isfinite(a))[0]
-            raise InvalidActionError(f"actions must be finite, got {a[tuple(bad)]} at index {tuple(bad.tolist())}")
-        return a
+        return check_action(self.single_action_space, actions, batch=self.num_envs)
 
     def __repr__(self) -> str:
         name = self.spec.id if self.spec is not None else type(self).__name__
         return f"{type(self).__name__}({name}, num_envs={self.num_envs})"
 
 
+def check_action(space: spaces.Space, action: Any, *, batch: int | None = None) -> np.ndarray:
+    """Validate an action (``batch=None``) or a batch ``[batch, ...]`` of actions for ``space``.
+
+    The one place every metarl env checks actions. Discrete: integers (or integral floats) in
+    range, returned as ``int64`` offsets from ``space.start``. Box: real finite numbers of the
+    right shape, returned as ``float64`` (not clipped: each family documents its clipping).
+    Complex, object, string and bool arrays are :class:`InvalidActionError`, never cast.
+    """
+    what = "action" if batch is None else "actions"
+    try:
+        a = np.asarray(action)
+    except (TypeError, ValueError):
+        raise InvalidActionError(f"{what} must be array-like, got {type(action).__name__}") from None
+    lead = () if batch is None else (batch,)
+    if isinstance(space, spaces.Discrete):
+        if a.shape != lead:
+            raise InvalidActionError(f"{what} must have shape {lead}, got {a.shape} ({_preview(a)})")
+        if a.dtype.kind not in "iu":
+            if a.dtype.kind != "f" or not np.isfinite(a).all() or (a != np.round(a)).any():
+                raise InvalidActionError(f"discrete {what} must be integers, got {_preview(a)} (dtype {a.dtype})")
+        a = a.astype(np.int64)
+        if ((a < space.start) | (a >= space.start + space.n)).any():
+            raise InvalidActionError(
+                f"discrete {what} must lie in [{space.start}, {space.start + space.n - 1}], got {_preview(a)}"
+            )
+        return a - space.start
+    want = (*lead, *space.shape)
+    if a.dtype.kind not in "iuf":  # complex, object, strings, bools, datetimes: never cast silently
+        raise InvalidActionError(f"{what} must be real numbers, got dtype {a.dtype} ({_preview(a)})")
+    if a.shape != want:
+        raise InvalidActionError(f"{what} must have shape {want}, got {a.shape} ({_preview(a)})")
+    a = a.astype(np.float64, copy=False)
+    if not np.isfinite(a).all():
+        bad = np.argwhere(~np.isfinite(a))[0]
+        raise InvalidActionError(f"{what} must be finite, got {a[tuple(bad)]} at index {tuple(bad.tolist())}")
+    return a
+
+
 def _preview(a: np.ndarray) -> str:
     flat = a.reshape(-1)
     return str(flat[:8].tolist()) + ("..." if flat.size > 8 else "")
+
+
+#: Kwargs of a batched env that its single view sets itself.
+_BATCH_ONLY = ("num_envs", "autoreset_mode", "distribution", "single_observation_space", "single_action_space")
 
 
 class SingleMetaEnv(gym.Env, Generic[TaskT]):
@@ -416,9 +526,12 @@ class SingleMetaEnv(gym.Env, Generic[TaskT]):
             raise ConfigError(
                 f"autoreset_mode={kwargs['autoreset_mode']!r} applies to batched envs (make_vec); a single env does not autoreset"
             )
+        allowed = [a for a in accepted_kwargs(self.batched_cls) if a not in _BATCH_ONLY]
+        check_kwargs(type(self).__name__, kwargs, allowed)
         self._core: BatchedMetaEnv[TaskT] = self.batched_cls(
             num_envs=1, autoreset_mode=AutoresetMode.DISABLED, **kwargs
         )
+        self._core._single_view = True
         self.observation_space = self._core.single_observation_space
         self.action_space = self._core.single_action_space
         self.distribution = self._core.distribution
@@ -440,6 +553,8 @@ class SingleMetaEnv(gym.Env, Generic[TaskT]):
 
     # --- gymnasium API -----------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+        if seed is not None:
+            check_seed(seed)
         super().reset(seed=seed)
         options = reset_options(options, ("task",))
         if seed is not None:

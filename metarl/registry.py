@@ -19,9 +19,9 @@ from typing import Any
 
 import gymnasium as gym
 
-from metarl.errors import UnknownEnvError
+from metarl.errors import ConfigError, UnknownEnvError
 
-__all__ = ["EnvInfo", "register_meta_env", "registered_envs", "check_env_id", "make", "make_vec"]
+__all__ = ["EnvInfo", "register_meta_env", "registered_envs", "check_env_id", "check_meta_env_id", "make", "make_vec"]
 
 NAMESPACE = "metarl"
 
@@ -73,6 +73,8 @@ def registered_envs() -> dict[str, EnvInfo]:
 
 def check_env_id(env_id: str) -> str:
     """Return ``env_id`` if registered, else raise :class:`UnknownEnvError` with suggestions."""
+    if not isinstance(env_id, str):
+        raise UnknownEnvError(f"env id must be a string like 'metarl/Navigation2D-v0', got {env_id!r}")
     known = registered_envs()
     if env_id in known or env_id in gym.registry:
         return env_id
@@ -82,6 +84,24 @@ def check_env_id(env_id: str) -> str:
         close = difflib.get_close_matches(f"{NAMESPACE}/{env_id}", list(known), n=3, cutoff=0.8)
     hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else "; run `metarl envs` to list them"
     raise UnknownEnvError(f"unknown env id {env_id!r}{hint}")
+
+
+def check_meta_env_id(env_id: str) -> str:
+    """Return ``env_id`` if it is a registered metarl meta-env (with the task API), else a typed error.
+
+    Unknown ids raise :class:`UnknownEnvError` (with suggestions); a plain Gymnasium env such as
+    ``CartPole-v1`` raises :class:`~metarl.errors.ConfigError` saying it has no task distribution.
+    """
+    if not isinstance(env_id, str):
+        raise ConfigError(f"env id must be a string, got {env_id!r}")
+    check_env_id(env_id)
+    if env_id not in registered_envs():
+        raise ConfigError(
+            f"env {env_id!r} is a plain Gymnasium env, not a metarl meta-env (it has no task distribution "
+            "to meta-train or evaluate on); `metarl envs` lists the meta-envs, and "
+            "metarl.envs.mujoco.DynamicsTaskWrapper turns a Gymnasium MuJoCo env into one"
+        )
+    return env_id
 
 
 def make(env_id: str, **kwargs: Any) -> gym.Env:

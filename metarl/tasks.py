@@ -151,11 +151,8 @@ class Task:
 
     @classmethod
     def from_json(cls: type[T], text: str) -> T:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise InvalidTaskError("json", text, f"not valid JSON ({e})") from None
-        return cls.from_dict(data)
+        """Decode a task from :meth:`to_json` text; :class:`InvalidTaskError` for anything else."""
+        return cls.from_dict(_loads(text))
 
     def replace(self: T, **changes: Any) -> T:
         """A copy with some fields changed (validated again)."""
@@ -173,10 +170,20 @@ def tasks_to_json(tasks: Sequence[Task]) -> str:
 
 
 def tasks_from_json(text: str) -> list[Task]:
-    data = json.loads(text)
+    """Decode a JSON array of tasks (:func:`tasks_to_json`); :class:`InvalidTaskError` otherwise."""
+    data = _loads(text)
     if not isinstance(data, list):
-        raise InvalidTaskError("json", text[:40], "expected a JSON array of tasks")
+        raise InvalidTaskError("json", text, f"expected a JSON array of tasks, got a JSON {type(data).__name__}")
     return [Task.from_dict(d) for d in data]
+
+
+def _loads(text: Any) -> Any:
+    if not isinstance(text, (str, bytes, bytearray)):
+        raise InvalidTaskError("json", text, f"expected JSON text (str), got {type(text).__name__}")
+    try:
+        return json.loads(text)
+    except ValueError as e:  # JSONDecodeError, and UnicodeDecodeError for bytes
+        raise InvalidTaskError("json", text, f"not valid JSON ({e})") from None
 
 
 # --- conversion and validation ---------------------------------------------------------------

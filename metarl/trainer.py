@@ -8,10 +8,15 @@ A run directory holds::
     tb/                TensorBoard event files (same scalars)
     checkpoints/       ckpt-<next iteration>.pt (format: metarl.checkpoint)
 
+A fresh run checks that its directory can be written before any work, and creates it only after
+the config and env validated; if the run then fails before its first checkpoint, the directory it
+created is removed again, so the corrected command can run as is.
+
 Exact resume: the trainer seeds the python/numpy/torch global RNGs from the run seed, and every
 checkpoint holds those RNG states, the agent's state (its own generators and task samplers
 included), the iteration, cumulative env steps, wall time and the logger step. Resuming loads the
-newest checkpoint, drops the ``metrics.jsonl`` rows (and TensorBoard events) written after it,
+newest checkpoint that verifies (skipping, with a warning, any newer one that is corrupt), drops
+the ``metrics.jsonl`` rows (and TensorBoard events) written after it,
 and continues; the result is identical to a run that was never stopped (except ``wall_s``).
 
 >>> import tempfile
@@ -25,6 +30,7 @@ from __future__ import annotations
 import inspect
 import math
 import random
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,16 +46,25 @@ from metarl.checkpoint import (
     capture_rng_states,
     check_spaces,
     checkpoint_path,
-    latest_checkpoint,
     list_checkpoints,
     load_checkpoint,
+    load_latest_checkpoint,
+    remove_stray_temps,
     restore_rng_states,
     save_checkpoint,
 )
-from metarl.config import RunConfig, build_config, config_to_dict, read_run_config, write_run_config
+from metarl.config import (
+    RunConfig,
+    build_config,
+    check_writable_dir,
+    config_to_dict,
+    read_run_config,
+    write_run_config,
+)
 from metarl.errors import ConfigError, TrainingDivergedError
 from metarl.logger import JSONLOutput, Logger, StdoutOutput, TensorBoardOutput, truncate_metrics
-from metarl.registry import check_env_id, make
+from metarl.meta_env import check_seed
+from metarl.registry import check_meta_env_id, make
 
 __all__ = [
     "Trainer",
@@ -71,7 +86,8 @@ def default_run_dir(agent: str, env_id: str, seed: int) -> Path:
 
 def seed_everything(seed: int) -> None:
     """Seed python ``random``, numpy's and torch's global RNGs (for third-party code; metarl's
-    own sampling uses owned generators)."""
+    own sampling uses owned generators). Raises :class:`ConfigError` for a seed outside ``[0, 2**63)``."""
+    seed = check_seed(seed)
     random.seed(seed)
     np.random.seed(seed % 2**32)  # noqa: NPY002 (the global RNG itself is saved/seeded here)
     torch.manual_seed(seed)
@@ -153,15 +169,18 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.resume = resume
         self.console = console
+        self._created_dir = False
         opts = run.trainer
         self.checkpoint_every = _positive(opts.get("checkpoint_every", 10), "checkpoint_every")
         self.keep_checkpoints = _non_negative(opts.get("keep_checkpoints", 3), "keep_checkpoints")
         self.log_every = _non_negative(opts.get("log_every", 10), "log_every")
+        _non_negative(opts.get("eval_tasks", 0), "eval_tasks")
         _non_negative(run.iterations, "iterations")
-        _non_negative(run.seed, "seed")
+        check_seed(run.seed)
         self.agent_cls = load_agent_class(run.agent)
-        check_env_id(run.env)
+        check_meta_env_id(run.env)
         check_device(run.device)
+        check_writable_dir(self.run_dir, "run directory")
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -173,10 +192,16 @@ class Trainer:
                 raise ConfigError(f"cannot resume: {self.run_dir} is not a run directory (no config.yaml)")
             write_run_config(self.run_dir / "config.yaml", self.run)  # e.g. an extended --iterations
             return
-        if self.run_dir.exists() and (not self.run_dir.is_dir() or any(self.run_dir.iterdir())):
+        if self.run_dir.exists() and any(self.run_dir.iterdir()):
+            if (self.run_dir / "config.yaml").is_file() and not list_checkpoints(self.checkpoint_dir):
+                raise ConfigError(
+                    f"run directory {self.run_dir} already exists but holds no checkpoint (a run that failed "
+                    f"before its first one?): delete it (rm -r {self.run_dir}) and run again, or choose another --out"
+                )
             raise ConfigError(
                 f"run directory {self.run_dir} already exists; pass --resume to continue it or choose another --out"
             )
+        self._created_dir = not self.run_dir.exists()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.run.metarl_version = __version__
         write_run_config(self.run_dir / "config.yaml", self.run)
@@ -189,17 +214,40 @@ class Trainer:
         # Validate the config and env before a fresh run directory is created.
         config = build_config(self.agent_cls.config_cls, run.config, source=f"{self.run_dir}/config.yaml" if self.resume else "config")
         spaces = env_spaces(run.env, run.env_kwargs)
-        if not self.resume:
-            run.config = config_to_dict(config)  # the resolved config, every field
-            self._prepare_dir()
+        if self.resume:
+            return self._train(config, spaces)
+        run.config = config_to_dict(config)  # the resolved config, every field
+        self._prepare_dir()
+        try:
+            return self._train(config, spaces)
+        except BaseException:
+            # A fresh run that fails before its first checkpoint leaves nothing to resume: remove what
+            # it wrote, so the corrected command is not refused for an existing run directory.
+            if not list_checkpoints(self.checkpoint_dir):
+                self._remove_run_dir()
+            raise
+
+    def _remove_run_dir(self) -> None:
+        if self._created_dir:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+        else:  # the user's own (empty) folder: keep it, empty again
+            for p in self.run_dir.iterdir():
+                if p.is_dir():
+                    shutil.rmtree(p, ignore_errors=True)
+                else:
+                    p.unlink(missing_ok=True)
+
+    def _train(self, config: Any, spaces: dict[str, str]) -> TrainResult:
+        run = self.run
         seed_everything(run.seed)
         agent = build_agent(self.agent_cls, run.env, config, seed=run.seed, device=run.device, env_kwargs=run.env_kwargs)
         spaces = {**spaces, **agent.spaces_signature()}
 
         start, env_steps, wall_s, logger_step, resumed_from = 0, 0, 0.0, 0, None
+        if self.resume:
+            remove_stray_temps(self.checkpoint_dir)  # of a write that was killed
         if self.resume and list_checkpoints(self.checkpoint_dir):
-            path = latest_checkpoint(self.checkpoint_dir)
-            state = load_checkpoint(path, required=TRAINING_KEYS)
+            path, state = load_latest_checkpoint(self.checkpoint_dir, required=TRAINING_KEYS)
             check_spaces(state["spaces"], spaces, source=f"checkpoint {path}")
             agent.load_state_dict(state["agent"])
             restore_rng_states(state["rng"])
@@ -273,7 +321,8 @@ def load_run(
 
     Raises:
         ConfigError: ``run_dir`` is not a run directory.
-        CheckpointError: no checkpoint, or a truncated/foreign one (naming the file).
+        CheckpointError: no checkpoint that verifies, or a given ``checkpoint`` that does not
+            (naming the file).
         SpaceMismatchError: the env's spaces differ from the checkpoint's (both listed).
     """
     run_dir = Path(run_dir)
@@ -281,13 +330,16 @@ def load_run(
         raise ConfigError(f"run directory {run_dir} does not exist")
     run = read_run_config(run_dir / "config.yaml")
     if env_id is not None and env_id != run.env:
-        check_env_id(env_id)
+        check_meta_env_id(env_id)
         run.env, run.env_kwargs = env_id, {}
     if device is not None:
         run.device = device
     check_device(run.device)
-    path = Path(checkpoint) if checkpoint is not None else latest_checkpoint(run_dir / "checkpoints")
-    state = load_checkpoint(path, required=TRAINING_KEYS)
+    if checkpoint is not None:
+        path = Path(checkpoint)
+        state = load_checkpoint(path, required=TRAINING_KEYS)
+    else:  # the newest that verifies; a newer corrupt one is skipped with a CheckpointWarning
+        path, state = load_latest_checkpoint(run_dir / "checkpoints", required=TRAINING_KEYS)
     # Compare spaces before building the agent: an agent built for the wrong env may fail obscurely.
     check_spaces(state["spaces"], env_spaces(run.env, run.env_kwargs), source=f"checkpoint {path}")
     agent_cls = load_agent_class(run.agent)

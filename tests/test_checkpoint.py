@@ -76,7 +76,7 @@ def test_truncated_checkpoint_names_the_file(tmp_path):
     path = save_checkpoint(tmp_path / "c.pt", _state())
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(CheckpointError, match=r"c\.pt is unreadable \(truncated"):
+    with pytest.raises(CheckpointError, match=r"c\.pt is corrupt \(truncated"):
         load_checkpoint(path)
 
 
@@ -172,3 +172,82 @@ def test_space_mismatch_lists_both():
     msg = str(info.value)
     for text in (*a.values(), *b.values(), "c.pt"):
         assert text in msg
+
+
+# --- verification ------------------------------------------------------------------------------
+def test_every_flipped_byte_is_detected(tmp_path):
+    """Flip each byte of a small checkpoint in turn: every variant is a CheckpointError naming the file."""
+    path = save_checkpoint(tmp_path / "c.pt", {"w": torch.arange(4.0), "step": 3, "name": "x"})
+    data = path.read_bytes()
+    assert data.startswith(b"metarl-checkpoint 2 sha256=")
+    bad = tmp_path / "flipped.pt"
+    for i in range(len(data)):
+        for mask in (0x01, 0x80):
+            flipped = bytearray(data)
+            flipped[i] ^= mask
+            bad.write_bytes(bytes(flipped))
+            with pytest.raises(CheckpointError, match="flipped.pt"):
+                load_checkpoint(bad)
+    assert load_checkpoint(path)["w"].tolist() == [0.0, 1.0, 2.0, 3.0]  # the original verifies
+
+
+def test_tensor_checksums_name_the_tensor(tmp_path, monkeypatch):
+    """A payload whose tensor differs from its recorded checksum (a rewritten body) is refused by name."""
+    import hashlib
+    import io
+
+    path = save_checkpoint(tmp_path / "c.pt", {"w": torch.ones(3)})
+    data = path.read_bytes()
+    header_end = data.index(b"\n") + 1
+    payload = torch.load(io.BytesIO(data[header_end:]), weights_only=True)
+    payload["tensors"]["0"] = torch.zeros(3)  # checksums kept from the original
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    body = buf.getvalue()
+    path.write_bytes(b"metarl-checkpoint 2 sha256=%s\n" % hashlib.sha256(body).hexdigest().encode() + body)
+    with pytest.raises(CheckpointError, match=r"c\.pt is corrupt: tensor '0' does not match its checksum"):
+        load_checkpoint(path)
+
+
+def test_version_1_checkpoints_load_with_a_warning(tmp_path):
+    """Decision: checkpoints of metarl 0.1.0 (no checksums) still load, with a CheckpointWarning."""
+    from metarl.errors import CheckpointWarning
+
+    path = tmp_path / "old.pt"
+    torch.save({"format": "metarl-checkpoint", "version": 1, "metadata": '{"w": {"__tensor__": "0"}, "it": 4}',
+                "tensors": {"0": torch.ones(2)}}, path)
+    with pytest.warns(CheckpointWarning, match=r"old\.pt has format version 1 \(no checksums\)"):
+        state = load_checkpoint(path)
+    assert state["it"] == 4 and state["w"].tolist() == [1.0, 1.0]
+    # A bare zip that claims version 2 lost its checksum header: refused.
+    torch.save({"format": "metarl-checkpoint", "version": 2, "metadata": "{}", "tensors": {}, "checksums": {}}, path)
+    with pytest.raises(CheckpointError, match="checksum header line is missing"):
+        load_checkpoint(path)
+
+
+def test_load_latest_falls_back_to_the_newest_that_verifies(tmp_path):
+    from metarl.checkpoint import load_latest_checkpoint
+    from metarl.errors import CheckpointWarning
+
+    for it in (2, 4, 6):
+        save_checkpoint(checkpoint_path(tmp_path, it), {"iteration": it})
+    newest = checkpoint_path(tmp_path, 6)
+    newest.write_bytes(newest.read_bytes()[:-10])
+    with pytest.warns(CheckpointWarning, match=r"skipping checkpoint ckpt-000006\.pt: .*corrupt.*; using ckpt-000004\.pt"):
+        path, state = load_latest_checkpoint(tmp_path)
+    assert path == checkpoint_path(tmp_path, 4) and state["iteration"] == 4
+    for it in (2, 4):
+        checkpoint_path(tmp_path, it).write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match=r"no checkpoint in .* verifies \(3 tried; restore one") as info:
+        load_latest_checkpoint(tmp_path)
+    for it in (2, 4, 6):
+        assert f"ckpt-00000{it}.pt" in str(info.value)
+
+
+def test_stray_temp_files_are_removed_and_never_listed(tmp_path):
+    stray = tmp_path / ".ckpt-000004.pt.k2j3h4.tmp"  # what a SIGKILLed save leaves behind
+    stray.write_bytes(b"metarl-checkpoint 2 sha256=" + b"0" * 64 + b"\npartial")
+    assert list_checkpoints(tmp_path) == []
+    save_checkpoint(checkpoint_path(tmp_path, 2), {"iteration": 2})
+    assert not stray.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt-000002.pt"]

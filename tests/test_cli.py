@@ -145,7 +145,7 @@ def test_user_mistakes_print_one_line_not_a_traceback(args, code, needle):
         (["train", TOY, "--meta-batch-sise", "3"], 2, "Unrecognized options: --meta-batch-sise, 3 (did you mean --meta-batch-size?)"),
         (["train", TOY, "--lr", "fast"], 2, "Error parsing --lr: could not convert string to float: 'fast'"),
         (["train", TOY, "--device", "tpu"], 1, "device 'tpu'"),
-        (["train", TOY, "--seed", "-1", "--out", "/nonexistent/x"], 1, "seed must be a non-negative int, got -1"),
+        (["train", TOY, "--seed", "-1", "--out", "/nonexistent/x"], 1, "--seed must be a non-negative int below 2**63, got -1"),
         (["train", "mamll"], 1, "unknown agent 'mamll'; did you mean 'maml'"),
         (["train", "cli_agents:Nope"], 1, "has no class 'Nope'"),
         (["train", "cli_agents:toy_run"], 1, "is not a metarl.agent.Agent subclass"),

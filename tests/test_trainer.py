@@ -88,14 +88,55 @@ def test_resume_extends_a_finished_run(tmp_path):
     assert _rows(tmp_path / "extended") == _rows(tmp_path / "straight")
 
 
-def test_resume_without_checkpoint_restarts_from_zero(tmp_path, monkeypatch):
+def test_failed_fresh_run_leaves_no_blocking_directory(tmp_path, monkeypatch):
+    """A fresh run that fails before its first checkpoint removes the run directory it created."""
+    run_dir = tmp_path / "r"
     monkeypatch.setattr(ToyNav, "train_iteration", lambda self, it: (_ for _ in ()).throw(KeyboardInterrupt))
     with pytest.raises(KeyboardInterrupt):
-        Trainer(toy_run(2), tmp_path / "r").train()
+        Trainer(toy_run(2), run_dir).train()
+    assert not run_dir.exists()
+    # A user's own empty folder is kept, empty again.
+    run_dir.mkdir()
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(toy_run(2), run_dir).train()
+    assert run_dir.is_dir() and not any(run_dir.iterdir())
+    run_dir.rmdir()
+    # SIGKILL leaves no chance to clean up (emulated): the fresh command says exactly what to do,
+    # and --resume restarts from zero.
+    monkeypatch.setattr(Trainer, "_remove_run_dir", lambda self: None)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(toy_run(2), run_dir).train()
     monkeypatch.undo()
-    Trainer(toy_run(2), tmp_path / "r", resume=True).train()
+    with pytest.raises(ConfigError, match=rf"holds no checkpoint .*delete it \(rm -r {run_dir}\)"):
+        Trainer(toy_run(2), run_dir).train()
+    Trainer(toy_run(2), run_dir, resume=True).train()
     Trainer(toy_run(2), tmp_path / "s").train()
-    assert _rows(tmp_path / "r") == _rows(tmp_path / "s")
+    assert _rows(run_dir) == _rows(tmp_path / "s")
+
+
+def test_resume_falls_back_past_a_corrupt_checkpoint(tmp_path):
+    from metarl.errors import CheckpointWarning
+
+    Trainer(toy_run(4), tmp_path / "straight").train()
+    run = toy_run(4)
+    run.trainer["checkpoint_every"] = 2
+    Trainer(run, tmp_path / "r").train()
+    ckpts = list_checkpoints(tmp_path / "r" / "checkpoints")
+    assert [i for i, _ in ckpts] == [2, 4]
+    newest = ckpts[-1][1]
+    data = bytearray(newest.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    newest.write_bytes(bytes(data))
+    (tmp_path / "r" / "checkpoints" / ".ckpt-000004.pt.abc123.tmp").write_bytes(b"partial")
+    with pytest.warns(CheckpointWarning, match=r"skipping checkpoint ckpt-000004\.pt: .*corrupt"):
+        result = Trainer(toy_run(4), tmp_path / "r", resume=True).train()
+    assert result.resumed_from == 2
+    assert _rows(tmp_path / "r") == _rows(tmp_path / "straight")
+    assert sorted(p.name for p in (tmp_path / "r" / "checkpoints").iterdir()) == ["ckpt-000002.pt", "ckpt-000004.pt"]
+    with pytest.warns(CheckpointWarning, match="skipping"):  # eval's loader falls back the same way
+        newest.write_bytes(b"junk")
+        _, _, state = load_run(tmp_path / "r")
+    assert state["iteration"] == 2
 
 
 def test_existing_directory_is_refused_and_missing_one_cannot_resume(tmp_path):

@@ -26,6 +26,14 @@ the batched env runs one extra substep per call whose ``sensordata`` (computed b
 at the post-step state, before that substep integrates) gives them; the extra substep's state is
 discarded. The single env calls ``mj_forward`` instead. Both evaluate the same MuJoCo function.
 
+**Actions** are validated by :func:`metarl.meta_env.check_action` (finite real numbers of the
+action space's shape; complex, object, string and bool arrays are errors) and then **clipped to
+the action box** (the actuators' ``ctrlrange``), as Navigation2D clips its velocity commands. The
+physics is unchanged by this (MuJoCo clamps ``ctrl`` to ``ctrlrange`` itself), and the control
+cost is paid on the clipped action: Gymnasium's MuJoCo envs pay it on the raw action, so a huge
+finite action there yields a huge (or ``-inf``) negative reward while moving no differently. For
+actions inside the box (what a policy with a squashed or clipped output sends) nothing changes.
+
 **Contact forces** (``cfrc_ext``) are not in the rollout state, so no family observes or pays for
 them. Under MuJoCo >= 2.0 ``mujoco-py`` left ``cfrc_ext`` at zero (openai/gym#1541), so the
 reference runs of ProMP/PEARL on MuJoCo 2 had no contact term either.
@@ -48,8 +56,18 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode
 from mujoco import rollout as mj_rollout
 
-from metarl.errors import ConfigError, InvalidActionError, TaskNotSetError
-from metarl.meta_env import BatchedMetaEnv, TaskDistribution, TaskSource, reset_options
+from metarl.errors import ConfigError, TaskNotSetError
+from metarl.meta_env import (
+    BatchedMetaEnv,
+    TaskDistribution,
+    TaskSource,
+    accepted_kwargs,
+    check_action,
+    check_count,
+    check_kwargs,
+    check_seed,
+    reset_options,
+)
 from metarl.tasks import Task
 
 __all__ = [
@@ -209,8 +227,8 @@ class MujocoVecEnv(BatchedMetaEnv):
     """Native batched MuJoCo meta-env: ``N`` sub-envs stepped by one ``mujoco.rollout`` call per step.
 
     Subclasses set :attr:`family_cls`. Observations are float64 (as Gymnasium's MuJoCo envs);
-    actions are clamped to the actuators' ``ctrlrange`` by MuJoCo, and the control cost uses the
-    action as given (as Gymnasium). Reset noise of sub-env ``i`` is drawn from its own generator,
+    actions are clipped to the action box (the actuators' ``ctrlrange``) before stepping, and the
+    control cost is paid on the clipped action (see the module docstring). Reset noise of sub-env ``i`` is drawn from its own generator,
     seeded ``seed + i``, exactly as a single env seeded ``seed + i`` draws it.
 
     Args:
@@ -234,10 +252,9 @@ class MujocoVecEnv(BatchedMetaEnv):
         require_task: bool = False,
         **family_kwargs: Any,
     ) -> None:
+        n = check_count(num_envs, "num_envs")
+        check_kwargs(type(self).__name__, family_kwargs, [*_VEC_KWARGS, *accepted_kwargs(self.family_cls)])
         self.family = self.family_cls(**family_kwargs)
-        if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
-            raise ConfigError(f"num_envs must be a positive int, got {num_envs!r}")
-        n = int(num_envs)
         self.nthread = _check_nthread(nthread)
         self.model = self.family.build_model()
         self.dt = float(self.model.opt.timestep * self.family.frame_skip)
@@ -328,6 +345,7 @@ class MujocoVecEnv(BatchedMetaEnv):
         )
 
     def _advance(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        actions = np.clip(actions, self.single_action_space.low, self.single_action_space.high)
         self._ctrl[:] = actions[:, None, :]
         # One C++ call steps all N sub-envs frame_skip substeps across the thread pool.
         self._pool.rollout(
@@ -393,12 +411,11 @@ class MujocoEnv(TaskSource, gym.Env):
     ) -> None:
         if render_mode is not None:
             raise ConfigError(f"render_mode {render_mode!r} is not supported by {type(self).__name__}")
+        check_kwargs(type(self).__name__, family_kwargs, [*_SINGLE_KWARGS, *accepted_kwargs(self.family_cls)])
         self.family = self.family_cls(**family_kwargs)
         self.distribution = self.family.distribution
         steps = self.family.default_max_episode_steps if max_episode_steps is None else max_episode_steps
-        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-            raise ConfigError(f"max_episode_steps must be a positive int, got {steps!r}")
-        self.max_episode_steps = int(steps)
+        self.max_episode_steps = check_count(steps, "max_episode_steps")
         self.model = self.family.build_model()
         self.data = mujoco.MjData(self.model)
         self.dt = float(self.model.opt.timestep * self.family.frame_skip)
@@ -426,11 +443,16 @@ class MujocoEnv(TaskSource, gym.Env):
 
     def get_task(self) -> Task:
         if self._task is None:
-            raise TaskNotSetError("no task set: call set_task(task) or reset(options={'task': task})")
+            raise TaskNotSetError(
+                "no task set (require_task=True): call env.unwrapped.set_task(task) or "
+                "env.reset(options={'task': task}) first; env.unwrapped.sample_tasks(n) draws tasks"
+            )
         return self._task
 
     # --- gymnasium API -----------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+        if seed is not None:
+            check_seed(seed)
         super().reset(seed=seed)
         options = reset_options(options, ("task",))
         if seed is not None:
@@ -455,12 +477,7 @@ class MujocoEnv(TaskSource, gym.Env):
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         if not self._has_reset:
             raise TaskNotSetError("call reset() before step()")
-        a = np.asarray(action)
-        if a.shape != self.action_space.shape:
-            raise InvalidActionError(f"action must have shape {self.action_space.shape}, got {a.shape}")
-        if not np.issubdtype(a.dtype, np.number) or not np.isfinite(a).all():
-            raise InvalidActionError(f"action must be finite real numbers, got {a.tolist()}")
-        a = a.astype(np.float64)
+        a = np.clip(check_action(self.action_space, action), self.action_space.low, self.action_space.high)
         before = self._frame()
         self.data.ctrl[:] = a
         # Warm start restarts at every env step, as in one rollout call (see the module docstring).
@@ -475,6 +492,11 @@ class MujocoEnv(TaskSource, gym.Env):
         term = bool(terminated[0])
         truncated = self._elapsed >= self.max_episode_steps and not term
         return self._observe(), float(reward[0]), term, truncated, {}
+
+
+#: Keyword arguments of the env classes themselves (the rest go to the family).
+_VEC_KWARGS = ("max_episode_steps", "nthread", "autoreset_mode", "require_task")
+_SINGLE_KWARGS = ("render_mode", "max_episode_steps", "require_task")
 
 
 def env_classes(family: type[MujocoFamily], name: str, module: str) -> tuple[type[MujocoEnv], type[MujocoVecEnv]]:

@@ -178,7 +178,8 @@ class HalfCheetahVel(_HalfCheetah):
     """MAML (Finn et al. 2017, §5.3) ``rllab/envs/mujoco/half_cheetah_env_rand.py``.
 
     ``v* ~ U[velocity_range]`` (MAML/garage: ``(0, 2)``; ProMP/PEARL use ``(0, 3)``);
-    reward ``-|vx - v*| - 0.05 ‖a‖²``, no termination, H = 200.
+    reward ``-|vx - v*| - 0.05 ‖a‖²``, no termination, H = 200. Target velocities outside
+    ``velocity_range`` (any finite value, negative too) are allowed: the range bounds sampling only.
     """
 
     def __init__(self, velocity_range: Sequence[float] = (0.0, 2.0)) -> None:
@@ -196,7 +197,8 @@ class HalfCheetahVel(_HalfCheetah):
 class HalfCheetahDir(_HalfCheetah):
     """MAML (Finn et al. 2017, §5.3) ``rllab/envs/mujoco/half_cheetah_env_rand_direc.py``.
 
-    Direction ``d ∈ {-1, +1}``; reward ``d · vx - 0.05 ‖a‖²``, no termination, H = 200.
+    Direction ``d ∈ {-1, +1}``; reward ``d · vx - 0.05 ‖a‖²``, no termination, H = 200. Any other
+    direction value is rejected (:class:`~metarl.errors.InvalidTaskError`).
     """
 
     def __init__(self) -> None:
@@ -235,7 +237,8 @@ class AntVel(_Ant):
     """MAML (Finn et al. 2017, §5.3) ``rllab/envs/mujoco/ant_env_rand.py``.
 
     ``v* ~ U[velocity_range]`` (default ``(0, 3)``); reward ``-|vx - v*| - 0.005 ‖a‖² + 0.05``;
-    terminates when the torso leaves ``z ∈ [0.2, 1]``; H = 200.
+    terminates when the torso leaves ``z ∈ [0.2, 1]``; H = 200. Target velocities outside
+    ``velocity_range`` (any finite value) are allowed: the range bounds sampling only.
     """
 
     def __init__(self, velocity_range: Sequence[float] = (0.0, 3.0)) -> None:
@@ -254,7 +257,7 @@ class AntDir(_Ant):
     """MAML (Finn et al. 2017, §5.3) ``rllab/envs/mujoco/ant_env_rand_direc.py``.
 
     ``d ∈ {-1, +1}``; reward ``d · vx - 0.005 ‖a‖² + 0.05``; terminates when the torso leaves
-    ``z ∈ [0.2, 1]``; H = 200.
+    ``z ∈ [0.2, 1]``; H = 200. Any other direction value is rejected.
     """
 
     def __init__(self) -> None:
@@ -274,7 +277,8 @@ class AntGoal(_Ant):
 
     Goal uniform in the disc of radius ``goal_radius`` (3); reward ``-‖xy - g‖₁ - 0.1 ‖a‖²``
     (L1 distance of the torso to the goal), no termination, H = 200. The observation keeps the
-    torso's x, y (the agent must know where it is): 29 dims.
+    torso's x, y (the agent must know where it is): 29 dims. Goals outside the disc (any finite
+    point) are allowed: ``goal_radius`` bounds sampling only.
     """
 
     def __init__(self, goal_radius: float = 3.0) -> None:
@@ -301,6 +305,7 @@ class HumanoidDir(MujocoFamily):
     ``subtreecom`` sensor on the torso (PEARL's ``mass_center``). Observation: ``qpos[2:]``,
     ``qvel`` (45 dims); PEARL also observed ``cinert``, ``cvel``, ``qfrc_actuator`` and
     ``cfrc_ext``, which are not in the batched state (Gymnasium v5's ``include_*=False``).
+    Angles outside ``[0, 2π]`` are rejected (:class:`~metarl.errors.InvalidTaskError`): wrap them first.
     """
 
     model_file = "humanoid.xml"
