@@ -97,10 +97,14 @@ class TaskDistribution(ABC, Generic[TaskT]):
         key = self.held_out_key()
         if key is not None:
             path = resources.files(self.held_out_package).joinpath("held_out", f"{key}.json")
-            if path.is_file():
-                data = json.loads(path.read_text())
-                tasks = [self.task_type.from_dict(d) for d in data["tasks"]]
-                return tasks  # type: ignore[return-value]
+            if not path.is_file():
+                # A keyed configuration ships its file; regenerating would only match it to rounding.
+                raise FileNotFoundError(
+                    f"held-out task file {key}.json is missing from the installed package ({path}); "
+                    "reinstall metarl-lab (its package data is incomplete)"
+                )
+            data = json.loads(path.read_text())
+            return [self.task_type.from_dict(d) for d in data["tasks"]]  # type: ignore[misc]
         return self.generate_held_out()
 
     def generate_held_out(self) -> list[TaskT]:

@@ -48,6 +48,14 @@ def test_every_shipped_file_is_its_recipe_within_tolerance(dist) -> None:
     assert compare_tasks(shipped, dist.generate_held_out()) is None
 
 
+def test_a_missing_shipped_file_is_an_error_not_a_silent_regeneration(monkeypatch) -> None:
+    dist = Navigation2DDistribution()
+    monkeypatch.setattr(dist, "held_out_package", "metarl.agents")  # a package without held_out/
+    with pytest.raises(FileNotFoundError, match="Navigation2D-v0.json is missing"):
+        dist.held_out()
+    assert Navigation2DDistribution((-1.0, 0.5)).held_out()  # no key: generated, no file needed
+
+
 @dataclass(frozen=True, eq=False)
 class _MixedTask(Task):
     values: np.ndarray = array_field((-1,), doc="floats")
