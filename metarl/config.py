@@ -87,7 +87,7 @@ class TrainOptions:
     eval_tasks: int = 10
     """Held-out tasks of the quick evaluation printed at the end (adaptation gain); 0 skips it."""
     threads: str = "auto"
-    """torch intra-op CPU threads: auto (one; see metarl.threads) or a positive int."""
+    """torch intra-op CPU threads: auto (one; see metarl.threads) or a positive int. Results are bit-identical only under the same setting (--resume keeps the run's unless given)."""
 
 
 @dataclass(frozen=True)
