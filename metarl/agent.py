@@ -112,7 +112,7 @@ class Agent(ABC):
 
     @property
     def threads(self) -> ThreadSetting:
-        """torch intra-op threads of ``train_iteration``/``evaluate``: ``"auto"`` (one) or an int."""
+        """torch intra-op threads of ``train_iteration``/``evaluate``/``adapt``/``act``: ``"auto"`` (one) or an int."""
         return getattr(self, "_threads", "auto")
 
     @threads.setter
