@@ -91,10 +91,6 @@ class RL2Config:
     """Trials per held-out task in :meth:`RL2.evaluate` (their mean is the task's score)."""
     eval_baselines: bool = True
     """Run the classic baselines (UCB1, Thompson, Gittins, PSRL, ...) beside RL² in evaluation."""
-    torch_threads: int = 1
-    """torch CPU threads while this agent trains/evaluates (restored after; 0: leave torch's
-    setting). Small GRU batches gain nothing from more, and on a busy 2-core machine torch's
-    spinning workers made an iteration ~8x slower (0.44 s vs 3.4 s, benchmarks/RESULTS.md)."""
 
 
 def check_config(config: RL2Config) -> RL2Config:
@@ -106,7 +102,7 @@ def check_config(config: RL2Config) -> RL2Config:
         v = getattr(config, name)
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ConfigError(f"RL2Config.{name} must be a positive int, got {v!r}")
-    for name in ("bptt_chunk", "torch_threads"):
+    for name in ("bptt_chunk",):
         v = getattr(config, name)
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
             raise ConfigError(f"RL2Config.{name} must be an int >= 0, got {v!r}")
@@ -200,21 +196,6 @@ class GRUActorCritic(nn.Module):
             return -(logp.exp() * logp).sum(-1)
         ent = (0.5 + 0.5 * math.log(2 * math.pi) + self.log_std).sum()
         return ent.expand(out.shape[:-1])
-
-
-class _cpu_threads:
-    """Temporarily set torch's CPU thread count (``0``: leave it)."""
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-
-    def __enter__(self) -> None:
-        self.before = torch.get_num_threads()
-        if self.n:
-            torch.set_num_threads(self.n)
-
-    def __exit__(self, *exc: object) -> None:
-        torch.set_num_threads(self.before)
 
 
 # ================================================================================== advantages
@@ -386,11 +367,10 @@ class RL2(Agent):
 
     # -------------------------------------------------------------------------- iteration
     def train_iteration(self, iteration: int) -> dict[str, float]:
-        """Sample ``num_trials`` trials on new training tasks, then one PPO update."""
-        with _cpu_threads(self.config.torch_threads):
-            return self._train_iteration(iteration)
+        """Sample ``num_trials`` trials on new training tasks, then one PPO update.
 
-    def _train_iteration(self, iteration: int) -> dict[str, float]:
+        Runs under the agent's thread policy (:mod:`metarl.threads`, one torch thread by default).
+        """
         t0 = time.perf_counter()
         ro, chunk_states, last_value = self._rollout()
         trial_end = ro.terminated
@@ -441,8 +421,7 @@ class RL2(Agent):
         """
         if not tasks:
             raise ConfigError("evaluate needs at least one task")
-        with _cpu_threads(self.config.torch_threads):
-            return self._evaluate(tasks, int(seed))
+        return self._evaluate(tasks, int(seed))
 
     def _evaluate(self, tasks: Sequence[Task], seed: int) -> EvalResult:
         from metarl.classic import evaluate_baselines

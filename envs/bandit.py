@@ -29,6 +29,7 @@ from gymnasium import spaces
 
 from metarl.errors import ConfigError, InvalidTaskError
 from metarl.meta_env import BatchedMetaEnv, SingleMetaEnv, TaskDistribution, check_count
+from metarl.portable import uniform
 from metarl.tasks import Task, array_field
 
 __all__ = ["BanditTask", "BanditDistribution", "BanditVecEnv", "BanditEnv"]
@@ -56,7 +57,8 @@ class BanditDistribution(TaskDistribution[BanditTask]):
         self.num_arms = int(num_arms)
 
     def sample(self, rng: np.random.Generator, n: int) -> list[BanditTask]:
-        return [BanditTask(probs=p) for p in rng.uniform(0.0, 1.0, size=(n, self.num_arms))]
+        # Exactly rng.random(): the same bits on every machine (metarl.portable).
+        return [BanditTask(probs=p) for p in uniform(rng, 0.0, 1.0, (n, self.num_arms))]
 
     def contains(self, task: BanditTask) -> bool:
         return task.probs.shape == (self.num_arms,)

@@ -2,8 +2,12 @@
 
 Each file in ``metarl/envs/held_out/`` freezes one family configuration's held-out tasks, drawn by
 :meth:`~metarl.meta_env.TaskDistribution.generate_held_out` (the distribution's ``sample`` with
-its ``held_out_seed``). Files are data: once shipped they change only with a new env version,
-so this script refuses to overwrite a file whose tasks differ unless ``--force`` is given.
+its ``held_out_seed``). Files are data: they *define* the held-out tasks and change only with a
+new env version. A recipe's float math (numpy's SIMD ``exp``, libm in ``dirichlet``/``normal``)
+may differ by an ulp between CPUs, so an existing file is compared with the regenerated tasks
+by :func:`metarl.portable.compare_tasks` (float fields within ``HELD_OUT_RTOL`` = 1e-12,
+integer and discrete fields exactly): a match leaves the file untouched (byte for byte), a
+difference stops the script unless ``--force`` is given.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import json
 from pathlib import Path
 
 from metarl.meta_env import TaskDistribution
+from metarl.portable import compare_tasks
 
 HERE = Path(__file__).parent / "held_out"
 
@@ -35,6 +40,7 @@ def distributions() -> list[TaskDistribution]:
 
 
 def write(dist: TaskDistribution, force: bool = False) -> Path:
+    """Write ``dist``'s held-out file unless one matching the recipe exists; return its path."""
     key = dist.held_out_key()
     if key is None:
         raise ValueError(f"{type(dist).__name__} has no held-out key for this configuration")
@@ -48,8 +54,12 @@ def write(dist: TaskDistribution, force: bool = False) -> Path:
     path = HERE / f"{key}.json"
     if path.exists() and not force:
         old = json.loads(path.read_text())
-        if [dist.task_type.from_dict(d) for d in old["tasks"]] != tasks:
-            raise SystemExit(f"{path} differs from the recipe; held-out tasks change only with a new env version")
+        diff = compare_tasks([dist.task_type.from_dict(d) for d in old["tasks"]], tasks)
+        if diff is not None:
+            raise SystemExit(
+                f"{path} differs from the recipe ({diff}); held-out tasks change only with a new env version"
+            )
+        return path  # the shipped bits stay: the file, not this machine's rounding, defines the tasks
     path.write_text(json.dumps(payload, indent=None) + "\n")
     return path
 

@@ -37,6 +37,7 @@ from metarl.meta_env import (
     check_count,
     check_range,
 )
+from metarl.portable import uniform
 from metarl.tasks import Task, array_field
 
 __all__ = ["Navigation2DTask", "Navigation2DDistribution", "Navigation2DVecEnv", "Navigation2DEnv"]
@@ -59,7 +60,7 @@ class Navigation2DDistribution(TaskDistribution[Navigation2DTask]):
         self.low, self.high = low, high
 
     def sample(self, rng: np.random.Generator, n: int) -> list[Navigation2DTask]:
-        goals = rng.uniform(self.low, self.high, size=(n, 2))
+        goals = uniform(rng, self.low, self.high, (n, 2))  # exact on every machine (metarl.portable)
         return [Navigation2DTask(goal=g) for g in goals]
 
     def contains(self, task: Navigation2DTask) -> bool:

@@ -26,7 +26,14 @@ import numpy as np
 from gymnasium import spaces
 
 from metarl.errors import ConfigError, InvalidTaskError
-from metarl.meta_env import BatchedMetaEnv, SingleMetaEnv, TaskDistribution, check_count
+from metarl.meta_env import (
+    BatchedMetaEnv,
+    SingleMetaEnv,
+    TaskDistribution,
+    check_count,
+    held_out_rng,
+)
+from metarl.portable import normal, unit_spacings
 from metarl.tasks import Task, array_field
 
 __all__ = ["TabularMDPTask", "TabularMDPDistribution", "TabularMDPVecEnv", "TabularMDPEnv"]
@@ -68,6 +75,19 @@ class TabularMDPDistribution(TaskDistribution[TabularMDPTask]):
         S, A = self.num_states, self.num_actions
         P = rng.dirichlet(np.ones(S), size=(n, S, A))
         mu = rng.normal(1.0, 1.0, size=(n, S, A))
+        return [TabularMDPTask(transitions=P[i], mean_rewards=mu[i]) for i in range(n)]
+
+    def generate_held_out(self) -> list[TabularMDPTask]:
+        """The shipped size (10 × 5): :meth:`sample`'s recipe (its file defines the tasks). Other
+        sizes: exact on every machine (numpy's ``dirichlet``/``normal`` call libm in their
+        tails): rows are spacings of sorted uniforms, means the polar method in :mod:`decimal`
+        (:mod:`metarl.portable`)."""
+        if self.held_out_key() is not None:
+            return super().generate_held_out()
+        rng = held_out_rng(self.held_out_seed)
+        n, S, A = self.num_held_out, self.num_states, self.num_actions
+        P = unit_spacings(rng, S, (n, S, A))
+        mu = normal(rng, 1.0, 1.0, (n, S, A))
         return [TabularMDPTask(transitions=P[i], mean_rewards=mu[i]) for i in range(n)]
 
     def contains(self, task: TabularMDPTask) -> bool:

@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from metarl import errors
+from metarl import errors, threads
 from metarl.meta_env import BatchedMetaEnv, SingleMetaEnv, TaskDistribution
 from metarl.registry import make, make_vec, registered_envs
 from metarl.tasks import Task
@@ -19,7 +19,7 @@ from metarl.tasks import Task
 __version__ = "0.1.0"
 
 __all__ = [
-    "errors", "Task", "TaskDistribution", "BatchedMetaEnv", "SingleMetaEnv",
+    "errors", "threads", "Task", "TaskDistribution", "BatchedMetaEnv", "SingleMetaEnv",
     "make", "make_vec", "registered_envs", "__version__",
 ]
 

@@ -31,10 +31,17 @@ Additions since the first version (all optional for an agent author):
   ``iterations`` says; else 100).
 - ``metarl eval`` calls :meth:`Agent.evaluate` in chunks of held-out tasks (``--chunk-size``,
   chunk ``i`` with seed ``seed + i``) so its progress bar moves; results are concatenated.
+- CPU threads are one policy (:mod:`metarl.threads`): every subclass's ``train_iteration``,
+  ``evaluate``, ``adapt`` and ``act`` (those it defines) run inside
+  ``torch_threads(agent.threads)`` (default ``"auto"``: one torch intra-op thread), set by
+  ``metarl train/eval --threads`` or ``agent.threads = N``, and restore the caller's setting
+  after; an agent needs no thread code of its own. Other methods run with the caller's setting
+  (wrap them in ``metarl.threads.torch_threads(agent.threads)`` where it matters).
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -45,6 +52,7 @@ import numpy as np
 
 from metarl.errors import ConfigError
 from metarl.tasks import Task
+from metarl.threads import ThreadSetting, check_threads, torch_threads
 
 __all__ = ["Agent", "EvalResult", "AGENTS", "load_agent_class"]
 
@@ -86,11 +94,30 @@ class Agent(ABC):
     #: Default env id when ``--env`` is not given (small, trains in about a minute).
     default_env: ClassVar[str]
 
+    #: Methods that run under the thread policy (wrapped in every subclass that defines them).
+    _THREADED: ClassVar[tuple[str, ...]] = ("train_iteration", "evaluate", "adapt", "act")
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in cls._THREADED:
+            method = cls.__dict__.get(name)
+            if callable(method) and not getattr(method, "_metarl_threaded", False):
+                setattr(cls, name, _under_thread_policy(method))
+
     def __init__(self, env_id: str, config: Any, *, seed: int = 0, device: str = "cpu") -> None:
         self.env_id = env_id
         self.config = config
         self.seed = seed
         self.device = device
+
+    @property
+    def threads(self) -> ThreadSetting:
+        """torch intra-op threads of ``train_iteration``/``evaluate``/``adapt``/``act``: ``"auto"`` (one) or an int."""
+        return getattr(self, "_threads", "auto")
+
+    @threads.setter
+    def threads(self, value: ThreadSetting) -> None:
+        self._threads = check_threads(value)
 
     @abstractmethod
     def train_iteration(self, iteration: int) -> dict[str, float]:
@@ -115,6 +142,16 @@ class Agent(ABC):
         return {}
 
     headline: ClassVar[str] = "rollout/return"
+
+
+def _under_thread_policy(method: Any) -> Any:
+    @functools.wraps(method)
+    def wrapper(self: Agent, *args: Any, **kwargs: Any) -> Any:
+        with torch_threads(self.threads):
+            return method(self, *args, **kwargs)
+
+    wrapper._metarl_threaded = True  # type: ignore[attr-defined]
+    return wrapper
 
 
 def load_agent_class(name: str) -> type[Agent]:

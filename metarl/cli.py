@@ -80,6 +80,8 @@ class EvalArgs:
     """Evaluate on another env id (its spaces must match the checkpoint's); default: the run's env."""
     device: str | None = None
     """Device of the agent's networks; default: the run's."""
+    threads: str | None = None
+    """torch intra-op CPU threads: auto (one) or a positive int; default: the run's setting."""
 
 
 @dataclass
@@ -295,6 +297,7 @@ def _cmd_train(args: Sequence[str]) -> int:
     from metarl.evaluation import adaptation_gain, evaluate_run
     from metarl.meta_env import check_seed
     from metarl.registry import check_meta_env_id
+    from metarl.threads import check_threads
     from metarl.trainer import Trainer, default_run_dir
 
     if not args or args[0] in ("-h", "--help"):
@@ -354,6 +357,7 @@ def _cmd_train(args: Sequence[str]) -> int:
         "keep_checkpoints": opts.keep_checkpoints,
         "log_every": opts.log_every,
         "eval_tasks": opts.eval_tasks,
+        "threads": check_threads(opts.threads),  # the thread policy (metarl.threads)
     }
     if opts.resume:
         run = read_run_config(Path(out) / "config.yaml")
@@ -438,6 +442,7 @@ def _cmd_eval(args: Sequence[str]) -> int:
         checkpoint=opts.checkpoint,
         env_id=opts.env,
         device=opts.device,
+        threads=opts.threads,
         console=console,
     )
     table = Table(title=f"{summary['agent']} on {summary['env_id']}: {summary['num_tasks']} held-out tasks, seed {summary['seed']}")

@@ -96,6 +96,8 @@ class TrainOptions:
     """Print a metrics line every this many iterations (0: only the progress bar)."""
     eval_tasks: int = 10
     """Held-out tasks of the quick evaluation printed at the end (adaptation gain); 0 skips it."""
+    threads: str = "auto"
+    """torch intra-op CPU threads: auto (one; see metarl.threads) or a positive int. Results are bit-identical only under the same setting (--resume keeps the run's unless given)."""
 
 
 @dataclass(frozen=True)
@@ -385,7 +387,7 @@ class RunConfig:
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     preset: str | None = None
     trainer: dict[str, Any] = field(default_factory=dict)
-    """checkpoint_every, keep_checkpoints, log_every, eval_tasks."""
+    """checkpoint_every, keep_checkpoints, log_every, eval_tasks, threads."""
     metarl_version: str = ""
 
 

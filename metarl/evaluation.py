@@ -236,10 +236,13 @@ def evaluate_run(
     checkpoint: str | os.PathLike | None = None,
     env_id: str | None = None,
     device: str | None = None,
+    threads: Any = None,
     write: bool = True,
     console: Any = None,
 ) -> dict[str, Any]:
     """Load a run (config + checkpoint), adapt on held-out tasks, return (and write) ``eval.json``.
+
+    ``threads`` overrides the run's torch thread setting (:mod:`metarl.threads`).
 
     Raises:
         ConfigError: not a run directory, or ``num_tasks`` out of range.
@@ -248,7 +251,7 @@ def evaluate_run(
     from metarl.trainer import load_run, seed_everything
 
     run_dir = Path(run_dir)
-    agent, run, state = load_run(run_dir, checkpoint=checkpoint, env_id=env_id, device=device)
+    agent, run, state = load_run(run_dir, checkpoint=checkpoint, env_id=env_id, device=device, threads=threads)
     tasks = held_out_tasks(run.env, run.env_kwargs)
     if num_tasks is None:
         num_tasks = len(tasks)

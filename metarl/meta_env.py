@@ -62,10 +62,20 @@ class TaskDistribution(ABC, Generic[TaskT]):
     """The training distribution of a task family, and its fixed held-out tasks.
 
     Subclasses set :attr:`task_type`, implement :meth:`sample` and :meth:`contains`, and name
-    their held-out file with :meth:`held_out_key`. Held-out tasks ship as JSON in
-    ``metarl/envs/held_out/<key>.json`` so they are identical on every machine and numpy
-    version; a configuration with no shipped file (a non-default size, say) draws them from
-    :attr:`held_out_seed` instead, which is reproducible for a given numpy version.
+    their held-out file with :meth:`held_out_key`.
+
+    Held-out tasks are identical on every machine:
+
+    - A shipped file ``metarl/envs/held_out/<key>.json`` *defines* its configuration's tasks.
+      Files are versioned data, never regenerated in place: the float math of a recipe
+      (libm, SIMD, fused multiply-add) may differ by an ulp between CPUs. A test checks that
+      :meth:`generate_held_out` still reproduces each file within
+      :data:`metarl.portable.HELD_OUT_RTOL` (integer and discrete fields exactly), and
+      ``python -m metarl.envs.make_held_out`` refuses to overwrite with the same comparison.
+    - A configuration with no file (a non-default size or range, a user's dynamics ranges)
+      generates them at run time from :attr:`held_out_seed` with a recipe that is exact by
+      construction (:mod:`metarl.portable`: ``Generator.random`` bits, IEEE ``+ - * /``,
+      decimal ``exp``/``ln``), so they are the same bits on every machine.
     """
 
     task_type: ClassVar[type[Task]]
@@ -92,17 +102,26 @@ class TaskDistribution(ABC, Generic[TaskT]):
         return None
 
     def held_out(self) -> list[TaskT]:
+        """The shipped file's tasks when this configuration has one, else :meth:`generate_held_out`."""
         key = self.held_out_key()
         if key is not None:
             path = resources.files(self.held_out_package).joinpath("held_out", f"{key}.json")
-            if path.is_file():
-                data = json.loads(path.read_text())
-                tasks = [self.task_type.from_dict(d) for d in data["tasks"]]
-                return tasks  # type: ignore[return-value]
+            if not path.is_file():
+                # A keyed configuration ships its file; regenerating would only match it to rounding.
+                raise FileNotFoundError(
+                    f"held-out task file {key}.json is missing from the installed package ({path}); "
+                    "reinstall metarl-lab (its package data is incomplete)"
+                )
+            data = json.loads(path.read_text())
+            return [self.task_type.from_dict(d) for d in data["tasks"]]  # type: ignore[misc]
         return self.generate_held_out()
 
     def generate_held_out(self) -> list[TaskT]:
-        """The recipe of the held-out tasks: :meth:`sample` with :func:`held_out_rng`."""
+        """The recipe of the held-out tasks: :meth:`sample` with :func:`held_out_rng`.
+
+        Families whose :meth:`sample` is not exact by construction override it for
+        configurations without a shipped file (see the class docstring).
+        """
         return self.sample(held_out_rng(self.held_out_seed), self.num_held_out)
 
     def check(self, task: Any) -> TaskT:

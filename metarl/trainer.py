@@ -65,6 +65,7 @@ from metarl.errors import ConfigError, TrainingDivergedError
 from metarl.logger import JSONLOutput, Logger, StdoutOutput, TensorBoardOutput, truncate_metrics
 from metarl.meta_env import check_seed
 from metarl.registry import check_meta_env_id, make
+from metarl.threads import check_threads
 
 __all__ = [
     "Trainer",
@@ -177,6 +178,7 @@ class Trainer:
         _non_negative(opts.get("eval_tasks", 0), "eval_tasks")
         _non_negative(run.iterations, "iterations")
         check_seed(run.seed)
+        self.threads = check_threads(opts.get("threads", "auto"))
         self.agent_cls = load_agent_class(run.agent)
         check_meta_env_id(run.env)
         check_device(run.device)
@@ -241,6 +243,7 @@ class Trainer:
         run = self.run
         seed_everything(run.seed)
         agent = build_agent(self.agent_cls, run.env, config, seed=run.seed, device=run.device, env_kwargs=run.env_kwargs)
+        agent.threads = self.threads  # train_iteration runs under it (metarl.threads)
         spaces = {**spaces, **agent.spaces_signature()}
 
         start, env_steps, wall_s, logger_step, resumed_from = 0, 0, 0.0, 0, None
@@ -314,10 +317,12 @@ def load_run(
     checkpoint: str | Path | None = None,
     env_id: str | None = None,
     device: str | None = None,
+    threads: Any = None,
 ) -> tuple[Agent, RunConfig, dict[str, Any]]:
     """Rebuild a run's agent from ``config.yaml`` and a checkpoint (default: the newest).
 
-    ``env_id`` loads the agent for another env (its spaces must match the checkpoint's).
+    ``env_id`` loads the agent for another env (its spaces must match the checkpoint's);
+    ``threads`` overrides the run's thread setting (``trainer.threads``, default ``"auto"``).
 
     Raises:
         ConfigError: ``run_dir`` is not a run directory.
@@ -335,6 +340,7 @@ def load_run(
     if device is not None:
         run.device = device
     check_device(run.device)
+    thread_setting = check_threads(run.trainer.get("threads", "auto") if threads is None else threads)
     if checkpoint is not None:
         path = Path(checkpoint)
         state = load_checkpoint(path, required=TRAINING_KEYS)
@@ -348,6 +354,7 @@ def load_run(
     agent = build_agent(agent_cls, run.env, config, seed=run.seed, device=run.device, env_kwargs=run.env_kwargs)
     check_spaces(state["spaces"], {**env_spaces(run.env, run.env_kwargs), **agent.spaces_signature()}, source=f"checkpoint {path}")
     agent.load_state_dict(state["agent"])
+    agent.threads = thread_setting
     return agent, run, state
 
 

@@ -25,7 +25,6 @@ user-given ranges, with the same task API and held-out tasks.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +35,7 @@ import numpy as np
 
 from metarl.errors import ConfigError, InvalidTaskError, TaskNotSetError
 from metarl.meta_env import TaskDistribution, TaskSource, check_range
+from metarl.portable import log_uniform
 from metarl.tasks import Task, array_field, scalar_field
 
 from ._core import (
@@ -93,6 +93,12 @@ def _scale_range(name: str, value: Sequence[float] | None) -> tuple[float, float
 class DynamicsDistribution(TaskDistribution[MujocoDynamicsTask]):
     """Independent log-uniform multipliers of each model parameter entry.
 
+    Draws are exact by construction (:func:`metarl.portable.log_uniform`: ``Generator.random``
+    bits, then ``exp``/``ln`` in :mod:`decimal`), so every configuration's tasks, the run-time
+    held-out tasks of one without a shipped file included, are the same bits on every machine.
+    The shipped files of the rand_param_envs families were drawn with ``np.exp``; they define
+    those held-out tasks and match this recipe within :data:`metarl.portable.HELD_OUT_RTOL`.
+
     Args:
         model: the model whose sizes the tasks match.
         mass_range, damping_range, friction_range, gravity_range: ``(low, high)`` multiplier
@@ -126,8 +132,11 @@ class DynamicsDistribution(TaskDistribution[MujocoDynamicsTask]):
         self._key = key
 
     def _draw(self, rng: np.random.Generator, name: str, size: tuple[int, ...]) -> np.ndarray:
+        # Log-uniform in software (decimal), not np.exp: numpy's SIMD exp differs by an ulp
+        # between CPUs (AVX-512 vs AVX2), and held-out tasks without a shipped file (user
+        # ranges, DynamicsTaskWrapper) must be the same bits on every machine.
         low, high = self.ranges[name]  # type: ignore[misc]
-        return np.exp(rng.uniform(math.log(low), math.log(high), size=size))
+        return log_uniform(rng, low, high, size)
 
     def sample(self, rng: np.random.Generator, n: int) -> list[MujocoDynamicsTask]:
         mass = self._draw(rng, "mass_range", (n, self.nbody))

@@ -32,7 +32,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from metarl.errors import ConfigError
-from metarl.meta_env import TaskDistribution, check_range
+from metarl.meta_env import TaskDistribution, check_range, held_out_rng
+from metarl.portable import uniform
 from metarl.tasks import Task, array_field, scalar_field
 
 from ._core import Frame, MujocoFamily, env_classes
@@ -86,7 +87,7 @@ class VelocityDistribution(TaskDistribution[VelocityTask]):
         self._key = key if (self.low, self.high) == default else None
 
     def sample(self, rng: np.random.Generator, n: int) -> list[VelocityTask]:
-        return [VelocityTask(velocity=v) for v in rng.uniform(self.low, self.high, size=n)]
+        return [VelocityTask(velocity=v) for v in uniform(rng, self.low, self.high, n)]  # exact everywhere
 
     def contains(self, task: VelocityTask) -> bool:
         return self.low <= task.velocity <= self.high
@@ -141,6 +142,21 @@ class DiscGoalDistribution(TaskDistribution[GoalPositionTask]):
     def held_out_key(self) -> str | None:
         return "AntGoal-v0" if self.radius == 3.0 else None
 
+    def generate_held_out(self) -> list[GoalPositionTask]:
+        """The shipped radius: :meth:`sample`'s recipe (its file defines the tasks). Any other
+        radius: exact on every machine (``cos``/``sin`` are not), by rejection from the square:
+        ``a, b = 2k - 2**53`` from ``k = 2**53 u``, kept when ``a² + b² <= 2**106`` (integers),
+        goal ``= radius * (a, b) * 2**-53`` (one rounding)."""
+        if self.held_out_key() is not None:
+            return super().generate_held_out()
+        rng = held_out_rng(self.held_out_seed)
+        goals: list[GoalPositionTask] = []
+        while len(goals) < self.num_held_out:
+            a, b = (2 * int(v * 2**53) - 2**53 for v in rng.random(2))
+            if a * a + b * b <= 2**106:
+                goals.append(GoalPositionTask(goal=[self.radius * (a * 2.0**-53), self.radius * (b * 2.0**-53)]))
+        return goals
+
 
 class HeadingDistribution(TaskDistribution[HeadingTask]):
     """Direction angles ``U[0, 2π)`` (PEARL ``humanoid_dir.py``)."""
@@ -148,7 +164,7 @@ class HeadingDistribution(TaskDistribution[HeadingTask]):
     task_type = HeadingTask
 
     def sample(self, rng: np.random.Generator, n: int) -> list[HeadingTask]:
-        return [HeadingTask(angle=a) for a in rng.uniform(0.0, 2 * math.pi, size=n)]
+        return [HeadingTask(angle=a) for a in uniform(rng, 0.0, 2 * math.pi, n)]
 
     def contains(self, task: HeadingTask) -> bool:
         return 0.0 <= task.angle <= 2 * math.pi

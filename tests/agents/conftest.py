@@ -10,7 +10,8 @@ import torch
 def _one_torch_thread():
     # Agent ops are small: on a shared 2-core CI box torch's intra-op threads only contend
     # (measured ~10x slower with 2 threads under load), so agent tests run single-threaded.
-    # RL2 also pins its own threads (RL2Config.torch_threads); this restores torch afterwards.
+    # Agents' entry points run under metarl.threads (one thread by default); this also covers
+    # the direct torch work of the tests themselves, and restores torch afterwards.
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

@@ -26,6 +26,7 @@ from metarl.envs.mujoco import (
     silence_settotalmass_notice,
 )
 from metarl.errors import ConfigError, InvalidActionError, InvalidTaskError, TaskNotSetError
+from metarl.portable import compare_tasks
 from metarl.sampling import collect
 from metarl.tasks import Task
 
@@ -237,8 +238,9 @@ def test_held_out_tasks_are_fixed(env_id: str) -> None:
     key = env_id.split("/")[1]
     data = json.loads(resources.files("metarl.envs").joinpath("held_out", f"{key}.json").read_text())
     assert data["key"] == key
-    assert held == [Task.from_dict(d) for d in data["tasks"]]
-    assert held == env.distribution.generate_held_out()  # the shipped file is the recipe's output
+    assert held == [Task.from_dict(d) for d in data["tasks"]]  # the file defines them (exact)
+    # The recipe still produces the file, to an ulp of the machine that made it (HELD_OUT_RTOL).
+    assert compare_tasks(held, env.distribution.generate_held_out()) is None
     assert held == metarl.make_vec(env_id, num_envs=2).held_out_tasks()
     if "Dir-v0" in env_id and "Humanoid" not in env_id:
         assert sorted(t.direction for t in held) == [-1.0, 1.0]  # all tasks of a discrete family
