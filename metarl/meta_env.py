@@ -394,10 +394,11 @@ class BatchedMetaEnv(TaskSource, VectorEnv, Generic[TaskT]):
         bad = [int(v) for v in values if not 0 <= v < self.num_envs]
         if bad:
             raise InvalidTaskError("indices", values, f"{bad[0]} is out of range: sub-env indices lie in [0, {self.num_envs})")
-        dupes = sorted({int(v) for v in values if values.count(v) > 1})
-        if dupes:
-            raise InvalidTaskError("indices", values, f"must be distinct; {dupes[0]} is repeated")
-        return np.asarray(values, dtype=np.int64)
+        idx = np.asarray(values, dtype=np.int64)
+        uniq, counts = np.unique(idx, return_counts=True)
+        if (counts > 1).any():
+            raise InvalidTaskError("indices", values, f"must be distinct; {int(uniq[counts > 1][0])} is repeated")
+        return idx
 
     # --- gymnasium API -----------------------------------------------------------------------
     def reset(
