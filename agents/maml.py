@@ -57,8 +57,8 @@ from metarl.optim import (
     backtracking_line_search,
     conjugate_gradient,
     flatten,
+    gauss_newton_product,
     hessian_vector_product,
-    pullback_hessian_vector_product,
     unflatten,
 )
 from metarl.policies import Params, StochasticPolicy, batched_dist_params, make_policy, stack_params
@@ -112,11 +112,13 @@ class MAMLConfig:
     cg_iters: int = 10
     """Conjugate-gradient iterations (reference: 10)."""
     cg_damping: float = 1e-5
-    cg_subsample: int = 4
-    """Curvature on every k-th episode of each task: 1 = all (the paper's presets); k > 1 makes each
-    conjugate-gradient product k times cheaper, as OpenAI baselines' TRPO does with every 5th
-    sample. The gradient, the adapted parameters and the line search's KL check stay exact."""
     """Damping added to the KL Hessian-vector product (pytorch-maml-rl: 1e-5)."""
+    cg_subsample: int = 4
+    """Curvature on every k-th episode of each task: 1 = all (exact; the paper's presets); k > 1
+    makes each conjugate-gradient product k times cheaper, as OpenAI baselines' TRPO does with
+    every 5th sample: the KL Hessian through the adaptation on the subsample, at the adapted
+    parameters of the full data. The gradient, the adapted parameters and the line search stay
+    exact (an approximation of the step direction only; benchmarks/maml_equivalence.py)."""
     ls_max_steps: int = 15
     """Backtracking line-search candidates (pytorch-maml-rl: 15)."""
     ls_backtrack_ratio: float = 0.8
@@ -208,6 +210,14 @@ def _task_mean(x: Tensor, mask: Tensor) -> Tensor:
 
 #: Samples per vmap chunk of the inner step (see MAML._adapt_step).
 _VMAP_CHUNK_SAMPLES = 16384
+
+
+class _Linearisation(NamedTuple):
+    """The TRPO meta-objective at the current θ (see :meth:`MAML._linearise`)."""
+
+    loss: float
+    grad: Tensor
+    hvp: Callable[[Tensor], Tensor]
 
 
 def _at(iteration: int) -> str:
@@ -419,58 +429,111 @@ class MAML(Agent):
         ``mean_m mean_t KL(π_θ'old ‖ π_θ')`` (Finn et al. 2017 §5.3, TRPO as meta-optimiser;
         as pytorch-maml-rl ``MAMLTRPO.surrogate_loss``).
         """
-        dist = batched_dist_params(self.policy, adapted, valid.obs)
+        return self._surrogate(batched_dist_params(self.policy, adapted, valid.obs), valid, old_dist)
+
+    def _surrogate(self, dist: tuple[Tensor, ...], valid: TaskBatch, old_dist: tuple[Tensor, ...]) -> tuple[Tensor, Tensor, Tensor]:
+        """:meth:`_outer_terms` from the adapted policies' distribution parameters on ``valid.obs``."""
         log_ratio = self.policy.log_prob(dist, valid.actions) - self.policy.log_prob(old_dist, valid.actions)
         loss = -_task_mean(torch.exp(log_ratio) * valid.advantages, valid.mask).mean()
-        kl = _task_mean(self.policy.kl(old_dist, dist), valid.mask).mean()
-        return log_ratio, loss, kl
+        return log_ratio, loss, self._mean_kl(old_dist, dist, valid.mask)
+
+    def _mean_kl(self, old_dist: tuple[Tensor, ...], dist: tuple[Tensor, ...], mask: Tensor) -> Tensor:
+        """``mean_m mean_t KL(π_old ‖ π)`` over each task's valid steps."""
+        return _task_mean(self.policy.kl(old_dist, dist), mask).mean()
 
     def _check_finite(self, value: Tensor, quantity: str, iteration: int) -> None:
         if not torch.isfinite(value).all():
             raise TrainingDivergedError(f"{_at(iteration)}: {quantity} is not finite")
 
-    def kl_hvp(self, adapted: Params, valid: TaskBatch, old_dist: tuple[Tensor, ...]) -> Callable[[Tensor], Tensor]:
-        """Hessian-vector product of the mean KL in θ, *through the adaptation*, at the old θ.
+    def _linearise(self, batches: Sequence[TaskBatch], valid: TaskBatch, old_dist: tuple[Tensor, ...], iteration: int) -> _Linearisation:
+        """The TRPO meta-objective at the current θ: surrogate loss, meta-gradient and KL curvature.
 
-        There ``∇_θ' KL = 0``, so ``∇²_θ KL = Jᵀ F J`` with ``J = ∂θ'/∂θ`` (second order: it holds
-        the inner loss's Hessian) and ``F = ∇²_θ' KL`` the Fisher of each adapted policy on its
-        post-adaptation states: exactly the double-backward HVP of the KL through the adaptation
-        (a test checks it), for a fraction of its cost.
+        With ``θ'(θ)`` the adaptation (per task, through every inner step) and ``J = ∂θ'/∂θ``:
+
+        - meta-gradient ``Jᵀ ∇_θ' L`` (one vector-Jacobian product through the adaptation);
+        - KL Hessian ``Jᵀ F J``: exactly the Hessian of the mean KL through the adaptation because
+          ``∇_θ' KL = 0`` at the old θ (a test checks it against the double-backward Hessian).
+          ``F = ∇²_θ' KL`` is the Gauss-Newton form ``J_πᵀ (∇²KL) J_π`` where the policy's
+          distribution parameters are free (Gaussian), the double-backward Hessian otherwise.
+
+        One inner step ``θ_{k+1} = θ_k - α ∇L_k(θ_k)`` has the Jacobian ``I - α ∇²L_k``, symmetric,
+        so ``J v`` is the same vector-Jacobian product as ``Jᵀ v`` taken in the other order: both
+        reuse the graphs of the inner steps (built once per outer step, at leaf copies of ``θ_k``),
+        and no product differentiates the adaptation more than twice. With ``cg_subsample = k > 1``
+        the curvature uses every k-th episode of each task, at the same ``θ_k`` and ``θ'``.
         """
+        cfg = self.config
         names = list(self.params)
-        detached = {n: adapted[n].detach().requires_grad_(True) for n in names}
-        fisher = hessian_vector_product(lambda: self._outer_terms(detached, valid, old_dist)[2], [detached[n] for n in names])
-        return pullback_hessian_vector_product(
-            [adapted[n] for n in names],
-            [self.params[n] for n in names],
-            lambda u: unflatten(fisher(flatten(u)), [detached[n] for n in names]),
-            self.config.cg_damping,
-        )
+        M = valid.mask.shape[0]
+
+        def inner_graphs(inner: Sequence[TaskBatch], points: Sequence[Params] | None) -> tuple[list, list[Params]]:
+            # Leaf copies of θ_k (per task) and θ_{k+1}(θ_k) with its graph.
+            graphs, values = [], []
+            theta = stack_params({n: p.detach() for n, p in self.params.items()}, M)
+            for k, batch in enumerate(inner):
+                start = points[k] if points is not None else theta
+                leaf = {n: start[n].detach().clone().requires_grad_(True) for n in names}
+                out = self._adapt_step(leaf, batch, cfg.inner_lr, first_order=cfg.first_order, iteration=iteration)
+                graphs.append(([leaf[n] for n in names], [out[n] for n in names]))
+                values.append(leaf)
+                theta = {n: out[n].detach() for n in names}
+            values.append(theta)
+            return graphs, values
+
+        def pull_back(graphs: list, u: Sequence[Tensor]) -> list[Tensor]:  # Jᵀ u: [M, ...] -> shared
+            for leaf, out in reversed(graphs):
+                u = torch.autograd.grad(out, leaf, grad_outputs=list(u), retain_graph=True)
+            return [x.sum(0) for x in u]
+
+        def push_forward(graphs: list, v: Sequence[Tensor]) -> list[Tensor]:  # J v: shared -> [M, ...]
+            u = [x.unsqueeze(0).expand(M, *x.shape) for x in v]
+            for leaf, out in graphs:  # each step's Jacobian is symmetric: J_k v = J_kᵀ v
+                u = torch.autograd.grad(out, leaf, grad_outputs=list(u), retain_graph=True)
+            return list(u)
+
+        def fisher(adapted: list[Tensor], data: TaskBatch, old: tuple[Tensor, ...]) -> Callable[[list[Tensor]], list[Tensor]]:
+            dist = batched_dist_params(self.policy, dict(zip(names, adapted, strict=True)), data.obs)
+            if self.policy.kl_stationary_in_dist_params:
+                return gauss_newton_product(dist, adapted, lambda d: self._mean_kl(old, tuple(d), data.mask))
+            hvp = hessian_vector_product(lambda: self._mean_kl(old, dist, data.mask), adapted)
+            return lambda u: unflatten(hvp(flatten(u)), adapted)
+
+        graphs, points = inner_graphs(batches, None)
+        adapted = [points[-1][n].requires_grad_(True) for n in names]
+        dist = batched_dist_params(self.policy, dict(zip(names, adapted, strict=True)), valid.obs)
+        _, loss, _ = self._surrogate(dist, valid, old_dist)
+        self._check_finite(loss, "outer surrogate loss", iteration)
+        grad = flatten(pull_back(graphs, torch.autograd.grad(loss, adapted)))
+        self._check_finite(grad, "outer (meta-)gradient", iteration)
+
+        k = cfg.cg_subsample
+        if k == 1:
+            curv_graphs, curv_fisher = graphs, fisher(adapted, valid, old_dist)
+        else:
+            curv_graphs, _ = inner_graphs([_every_kth_episode(b, k) for b in batches], points[:-1])
+            leaf = [a.detach().requires_grad_(True) for a in adapted]
+            curv_fisher = fisher(leaf, _every_kth_episode(valid, k), tuple(d[:, :, ::k] for d in old_dist))
+        plist = list(self.params.values())
+
+        def hvp(v: Tensor) -> Tensor:
+            u = curv_fisher(push_forward(curv_graphs, unflatten(v, plist)))
+            return flatten(pull_back(curv_graphs, u)) + cfg.cg_damping * v
+
+        return _Linearisation(float(loss.detach()), grad, hvp)
 
     def _trpo_step(self, batches: Sequence[TaskBatch], valid: TaskBatch, old_dist, iteration: int) -> dict[str, float]:
         """TRPO meta-update (Schulman et al. 2015 §6, appendix C) through the adaptation."""
         cfg = self.config
         plist = list(self.params.values())
-        adapted = self._adapted(batches, iteration)
-        _, loss, _ = self._outer_terms(adapted, valid, old_dist)
-        self._check_finite(loss, "outer surrogate loss", iteration)
-        grad = flatten(torch.autograd.grad(loss, plist, retain_graph=True))
-        self._check_finite(grad, "outer (meta-)gradient", iteration)
-        k = cfg.cg_subsample
-        if k == 1:
-            hvp = self.kl_hvp(adapted, valid, old_dist)
-        else:
-            sub = [_every_kth_episode(b, k) for b in batches]
-            hvp = self.kl_hvp(self._adapted(sub, iteration), _every_kth_episode(valid, k), tuple(d[:, :, ::k] for d in old_dist))
+        loss_old, grad, hvp = self._linearise(batches, valid, old_dist, iteration)
         step_dir = conjugate_gradient(hvp, grad, cfg.cg_iters)
         # Largest step along step_dir with ½ sᵀHs = δ (Schulman et al. 2015, appendix C).
         shs = 0.5 * (step_dir @ hvp(step_dir))
         self._check_finite(shs, "KL curvature along the step", iteration)
         step = step_dir * torch.sqrt(cfg.max_kl / shs.clamp_min(1e-12))
-        del adapted, hvp
+        del hvp
         old = [p.detach().clone() for p in plist]
         deltas = unflatten(step, plist)
-        loss_old = float(loss.detach())
 
         def evaluate(fraction: float) -> tuple[float, float]:
             with torch.no_grad():

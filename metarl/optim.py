@@ -23,6 +23,7 @@ __all__ = [
     "unflatten",
     "hessian_vector_product",
     "pullback_hessian_vector_product",
+    "gauss_newton_product",
     "conjugate_gradient",
     "LineSearchResult",
     "backtracking_line_search",
@@ -102,6 +103,38 @@ def pullback_hessian_vector_product(
         hjv = output_hvp(list(jv))
         jthjv = torch.autograd.grad(outputs, params, grad_outputs=hjv, retain_graph=True)
         return flatten(jthjv) + damping * v
+
+    return product
+
+
+def gauss_newton_product(
+    outputs: Sequence[Tensor], params: Sequence[Tensor], f: Callable[[list[Tensor]], Tensor]
+) -> Callable[[list[Tensor]], list[Tensor]]:
+    """``u ↦ Jᵀ (∇²f) J u`` for ``y = g(params)`` (``outputs`` hold the graph of ``g``, Jacobian
+    ``J``) and a scalar ``f(y)`` whose Hessian is taken at the outputs' values.
+
+    It equals the Hessian of ``f∘g`` where ``∇_y f = 0`` (Schraudolph 2002; Martens 2010 §4.2): the
+    case of ``KL(π_old ‖ π)`` in distribution parameters where the KL's gradient vanishes at
+    ``π = π_old``. It never differentiates ``g`` twice: one Jacobian-vector product by the
+    double-vjp trick (the graph of ``Jᵀ·`` is built once), ``∇²f`` on the small output tensors and
+    one vector-Jacobian product per call. Vectors are lists shaped like ``params``.
+
+    >>> x = torch.tensor([1.0, 2.0], requires_grad=True)
+    >>> y = [torch.stack([x[0] * x[1], x[1]])]                      # J = [[x1, x0], [0, 1]]
+    >>> gn = gauss_newton_product(y, [x], lambda z: (z[0] ** 2).sum())
+    >>> gn([torch.tensor([1.0, 0.0])])[0].tolist()                  # 2 Jᵀ J e0
+    [8.0, 4.0]
+    """
+    outputs, params = list(outputs), list(params)
+    at = [y.detach().requires_grad_(True) for y in outputs]
+    grad_f = torch.autograd.grad(f(at), at, create_graph=True)
+    dummies = [torch.zeros_like(y, requires_grad=True) for y in outputs]
+    jtu = torch.autograd.grad(outputs, params, grad_outputs=dummies, create_graph=True)
+
+    def product(u: list[Tensor]) -> list[Tensor]:
+        ju = torch.autograd.grad(jtu, dummies, grad_outputs=u, retain_graph=True)
+        hju = torch.autograd.grad(grad_f, at, grad_outputs=ju, retain_graph=True)
+        return list(torch.autograd.grad(outputs, params, grad_outputs=hju, retain_graph=True))
 
     return product
 
