@@ -19,7 +19,9 @@ Metrics of :meth:`MAML.train_iteration`: ``rollout/pre_return`` and ``rollout/po
 undiscounted episode return before and after adaptation), ``adapt/gain`` (their difference),
 ``train/kl``, ``train/surrogate_improvement``, ``train/line_search_steps`` (TRPO), ``time/sample_s``
 (env stepping, policy forward, returns and baseline fit), ``time/adapt_s`` (inner steps of the
-sampling policies), ``time/outer_s`` (meta-update) and ``env_steps``.
+sampling policies), ``time/outer_s`` (meta-update; for TRPO split into ``time/outer_grad_s``:
+adaptation graphs and meta-gradient, ``time/outer_cg_s``: conjugate gradient on the KL curvature,
+``time/outer_line_search_s``) and ``env_steps``.
 
 Rollouts, returns, baselines, policies and optimisers live in :mod:`metarl`; this module owns
 only what is particular to MAML. Hyper-parameter presets: ``metarl/presets/maml-*.yaml``.
@@ -491,8 +493,9 @@ class MAML(Agent):
                 u = torch.autograd.grad(out, leaf, grad_outputs=list(u), retain_graph=True)
             return list(u)
 
-        def fisher(adapted: list[Tensor], data: TaskBatch, old: tuple[Tensor, ...]) -> Callable[[list[Tensor]], list[Tensor]]:
-            dist = batched_dist_params(self.policy, dict(zip(names, adapted, strict=True)), data.obs)
+        def fisher(adapted: list[Tensor], data: TaskBatch, old: tuple[Tensor, ...], dist=None) -> Callable[[list[Tensor]], list[Tensor]]:
+            if dist is None:
+                dist = batched_dist_params(self.policy, dict(zip(names, adapted, strict=True)), data.obs)
             if self.policy.kl_stationary_in_dist_params:
                 return gauss_newton_product(dist, adapted, lambda d: self._mean_kl(old, tuple(d), data.mask))
             hvp = hessian_vector_product(lambda: self._mean_kl(old, dist, data.mask), adapted)
@@ -503,12 +506,11 @@ class MAML(Agent):
         dist = batched_dist_params(self.policy, dict(zip(names, adapted, strict=True)), valid.obs)
         _, loss, _ = self._surrogate(dist, valid, old_dist)
         self._check_finite(loss, "outer surrogate loss", iteration)
-        grad = flatten(pull_back(graphs, torch.autograd.grad(loss, adapted)))
-        self._check_finite(grad, "outer (meta-)gradient", iteration)
-
         k = cfg.cg_subsample
-        if k == 1:
-            curv_graphs, curv_fisher = graphs, fisher(adapted, valid, old_dist)
+        grad = flatten(pull_back(graphs, torch.autograd.grad(loss, adapted, retain_graph=k == 1)))
+        self._check_finite(grad, "outer (meta-)gradient", iteration)
+        if k == 1:  # the curvature reuses the gradient's graphs
+            curv_graphs, curv_fisher = graphs, fisher(adapted, valid, old_dist, dist)
         else:
             curv_graphs, _ = inner_graphs([_every_kth_episode(b, k) for b in batches], points[:-1])
             leaf = [a.detach().requires_grad_(True) for a in adapted]
@@ -525,7 +527,9 @@ class MAML(Agent):
         """TRPO meta-update (Schulman et al. 2015 §6, appendix C) through the adaptation."""
         cfg = self.config
         plist = list(self.params.values())
+        t0 = time.perf_counter()
         loss_old, grad, hvp = self._linearise(batches, valid, old_dist, iteration)
+        t1 = time.perf_counter()
         step_dir = conjugate_gradient(hvp, grad, cfg.cg_iters)
         # Largest step along step_dir with ½ sᵀHs = δ (Schulman et al. 2015, appendix C).
         shs = 0.5 * (step_dir @ hvp(step_dir))
@@ -542,12 +546,16 @@ class MAML(Agent):
                 _, new_loss, new_kl = self._outer_terms(self._adapted(batches, iteration), valid, old_dist)
             return loss_old - float(new_loss), float(new_kl)
 
+        t2 = time.perf_counter()
         result = backtracking_line_search(evaluate, cfg.max_kl, cfg.ls_max_steps, cfg.ls_backtrack_ratio)
         if not result.accepted:
             with torch.no_grad():
                 for p, p0 in zip(plist, old, strict=True):
                     p.copy_(p0)
         return {
+            "time/outer_grad_s": t1 - t0,
+            "time/outer_cg_s": t2 - t1,
+            "time/outer_line_search_s": time.perf_counter() - t2,
             "train/kl": result.kl if result.accepted else 0.0,
             "train/surrogate_improvement": result.improvement if result.accepted else 0.0,
             "train/line_search_steps": float(result.steps),

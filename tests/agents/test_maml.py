@@ -319,6 +319,9 @@ def test_iteration_reports_the_promised_metrics_and_respects_the_trust_region() 
     if m["train/line_search_accepted"]:
         assert 0 <= m["train/kl"] <= TINY.max_kl and m["train/surrogate_improvement"] > 0
     assert m["adapt/gain"] == pytest.approx(m["rollout/post_return"] - m["rollout/pre_return"])
+    # The TRPO outer update is split into its phases, which lie inside time/outer_s.
+    phases = [m["time/outer_grad_s"], m["time/outer_cg_s"], m["time/outer_line_search_s"]]
+    assert all(p > 0 for p in phases) and sum(phases) <= m["time/outer_s"]
 
 
 def _params(agent: MAML) -> dict[str, torch.Tensor]:
