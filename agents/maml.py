@@ -530,9 +530,10 @@ class MAML(Agent):
         t0 = time.perf_counter()
         loss_old, grad, hvp = self._linearise(batches, valid, old_dist, iteration)
         t1 = time.perf_counter()
-        step_dir = conjugate_gradient(hvp, grad, cfg.cg_iters)
+        # H·step_dir comes from CG's residual (b - r), not from an 11th product.
+        step_dir, h_step_dir = conjugate_gradient(hvp, grad, cfg.cg_iters, with_product=True)
         # Largest step along step_dir with ½ sᵀHs = δ (Schulman et al. 2015, appendix C).
-        shs = 0.5 * (step_dir @ hvp(step_dir))
+        shs = 0.5 * (step_dir @ h_step_dir)
         self._check_finite(shs, "KL curvature along the step", iteration)
         step = step_dir * torch.sqrt(cfg.max_kl / shs.clamp_min(1e-12))
         del hvp

@@ -107,3 +107,20 @@ def test_gauss_newton_product_equals_the_hessian_where_the_outer_gradient_vanish
     gn_off = gauss_newton_product([g(theta)], [theta], lambda ys: ((ys[0] - y1) ** 3).sum())
     H_off = torch.autograd.functional.hessian(lambda t: ((g(t) - y1) ** 3).sum(), theta.detach())
     assert not torch.allclose(gn_off([v])[0], H_off @ v)
+
+
+def test_conjugate_gradient_returns_the_product_of_its_solution() -> None:
+    gen = torch.Generator().manual_seed(4)
+    a = torch.randn(30, 30, generator=gen, dtype=torch.float64)
+    A = a @ a.T + torch.eye(30, dtype=torch.float64)
+    b = torch.randn(30, generator=gen, dtype=torch.float64)
+    calls = []
+
+    def matvec(v):
+        calls.append(1)
+        return A @ v
+
+    x, ax = conjugate_gradient(matvec, b, iters=5, with_product=True)
+    assert len(calls) == 5  # no extra product for A x
+    torch.testing.assert_close(ax, A @ x, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(x, conjugate_gradient(lambda v: A @ v, b, iters=5))
