@@ -11,7 +11,8 @@ Run by hand (not in CI)::
 What it measures (issues 4 and 10):
 
 - ``split``: seconds per meta-iteration spent sampling / adapting (inner steps for the sampling
-  policies) / in the outer update, for the default config, the Navigation2D paper preset and,
+  policies) / in the outer update (and, for TRPO, the update's gradient / conjugate-gradient /
+  line-search phases), for the default config, the Navigation2D paper preset and,
   when registered, the HalfCheetahVel paper preset (40 tasks x 20 episodes x 200 steps), each also
   with ``cg_subsample: 4``; the iteration time as a ratio of its own sampling time (target <= 1.3)
   and the time a 500-iteration run would take at the measured pace (``--project N`` measures N
@@ -95,24 +96,26 @@ def _split_row(label: str, preset: str | None, overrides: dict, iterations: int,
     mean = {k: float(np.mean([m[k] for m in ms])) for k in ms[0]}
     it, sample = mean["time/iteration_s"], mean["time/sample_s"]
     projection_h = (warm_up + (PROJECT_ITERATIONS - 1) * it) / 3600
+    phases = ("time/outer_grad_s", "time/outer_cg_s", "time/outer_line_search_s")
+    outer_split = " / ".join(f"{mean[k]:.2f}" for k in phases) if all(k in mean for k in phases) else "-"
     return (
         f"| {label} | {load} | {cfg.meta_batch_size} x {cfg.episodes_per_task} x {agent.horizon} | {len(ms)} | {it:.2f} "
-        f"| {sample:.2f} | {mean['time/adapt_s']:.3f} | {mean['time/outer_s']:.2f} | {it / sample:.2f} "
+        f"| {sample:.2f} | {mean['time/adapt_s']:.3f} | {mean['time/outer_s']:.2f} | {outer_split} | {it / sample:.2f} "
         f"| {projection_h:.2f} | {mean['adapt/gain']:+.2f} |"
     )
 
 
 def bench_split(iterations: int, cases: list[str] | None = None, contend: bool = False) -> str:
-    rows = ["| setting | load | M x E x T | timed it. | iteration s | sample s | adapt s | outer s | iteration / sample "
-            f"| {PROJECT_ITERATIONS} it. projected (h) | post - pre return |",
-            "|---|---|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| setting | added load | M x E x T | timed it. | iteration s | sample s | adapt s | outer s | outer: gradient / CG / line search s "
+            f"| iteration / sample | {PROJECT_ITERATIONS} it. projected (h) | post - pre return |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for key, label, preset, overrides in SPLIT_CASES:
         if cases and key not in cases:
             continue
         if not _registered(preset):
-            rows.append(f"| {label} | | env not registered | | | | | | | | |")
+            rows.append(f"| {label} | | env not registered | | | | | | | | | |")
             continue
-        rows.append(_split_row(label, preset, overrides, iterations, "idle" if not contend else "alone"))
+        rows.append(_split_row(label, preset, overrides, iterations, "as is"))
         if contend:
             with _BusyProcess():
                 rows.append(_split_row(label, preset, overrides, iterations, "+1 busy process"))
