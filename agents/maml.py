@@ -468,19 +468,20 @@ class MAML(Agent):
         names = list(self.params)
         M = valid.mask.shape[0]
 
-        def inner_graphs(inner: Sequence[TaskBatch], points: Sequence[Params] | None) -> tuple[list, list[Params]]:
-            # Leaf copies of θ_k (per task) and θ_{k+1}(θ_k) with its graph.
-            graphs, values = [], []
+        def inner_graphs(inner: Sequence[TaskBatch], starts: Sequence[Params] | None) -> tuple[list, list[Params]]:
+            # Per step: a leaf copy of θ_k (per task; the given starts, else the chain from θ) and
+            # θ_{k+1}(θ_k) with its graph. In FO mode the graph is the identity (detached gradient).
+            graphs, points = [], []
             theta = stack_params({n: p.detach() for n, p in self.params.items()}, M)
             for k, batch in enumerate(inner):
-                start = points[k] if points is not None else theta
-                leaf = {n: start[n].detach().clone().requires_grad_(True) for n in names}
+                if starts is not None:
+                    theta = starts[k]
+                leaf = {n: theta[n].detach().clone().requires_grad_(True) for n in names}
                 out = self._adapt_step(leaf, batch, cfg.inner_lr, first_order=cfg.first_order, iteration=iteration)
                 graphs.append(([leaf[n] for n in names], [out[n] for n in names]))
-                values.append(leaf)
+                points.append(leaf)
                 theta = {n: out[n].detach() for n in names}
-            values.append(theta)
-            return graphs, values
+            return graphs, [*points, theta]
 
         def pull_back(graphs: list, u: Sequence[Tensor]) -> list[Tensor]:  # Jᵀ u: [M, ...] -> shared
             for leaf, out in reversed(graphs):
@@ -493,7 +494,9 @@ class MAML(Agent):
                 u = torch.autograd.grad(out, leaf, grad_outputs=list(u), retain_graph=True)
             return list(u)
 
-        def fisher(adapted: list[Tensor], data: TaskBatch, old: tuple[Tensor, ...], dist=None) -> Callable[[list[Tensor]], list[Tensor]]:
+        def fisher(
+            adapted: list[Tensor], data: TaskBatch, old: tuple[Tensor, ...], dist: tuple[Tensor, ...] | None = None
+        ) -> Callable[[list[Tensor]], list[Tensor]]:
             if dist is None:
                 dist = batched_dist_params(self.policy, dict(zip(names, adapted, strict=True)), data.obs)
             if self.policy.kl_stationary_in_dist_params:
