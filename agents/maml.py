@@ -19,7 +19,9 @@ Metrics of :meth:`MAML.train_iteration`: ``rollout/pre_return`` and ``rollout/po
 undiscounted episode return before and after adaptation), ``adapt/gain`` (their difference),
 ``train/kl``, ``train/surrogate_improvement``, ``train/line_search_steps`` (TRPO), ``time/sample_s``
 (env stepping, policy forward, returns and baseline fit), ``time/adapt_s`` (inner steps of the
-sampling policies), ``time/outer_s`` (meta-update) and ``env_steps``.
+sampling policies), ``time/outer_s`` (meta-update; for TRPO split into ``time/outer_grad_s``:
+adaptation graphs and meta-gradient, ``time/outer_cg_s``: conjugate gradient on the KL curvature,
+``time/outer_line_search_s``) and ``env_steps``.
 
 Rollouts, returns, baselines, policies and optimisers live in :mod:`metarl`; this module owns
 only what is particular to MAML. Hyper-parameter presets: ``metarl/presets/maml-*.yaml``.
@@ -59,8 +61,8 @@ from metarl.optim import (
     backtracking_line_search,
     conjugate_gradient,
     flatten,
+    gauss_newton_product,
     hessian_vector_product,
-    pullback_hessian_vector_product,
     unflatten,
 )
 from metarl.policies import Params, StochasticPolicy, batched_dist_params, make_policy, stack_params
@@ -116,9 +118,11 @@ class MAMLConfig:
     cg_damping: float = 1e-5
     """Damping added to the KL Hessian-vector product (pytorch-maml-rl: 1e-5)."""
     cg_subsample: int = 4
-    """Curvature on every k-th episode of each task: 1 = all (the paper's presets); k > 1 makes each
-    conjugate-gradient product k times cheaper, as OpenAI baselines' TRPO does with every 5th
-    sample. The gradient, the adapted parameters and the line search's KL check stay exact."""
+    """Curvature on every k-th episode of each task: 1 = all (exact; the paper's presets); k > 1
+    makes each conjugate-gradient product k times cheaper, as OpenAI baselines' TRPO does with
+    every 5th sample: the KL Hessian through the adaptation on the subsample, at the adapted
+    parameters of the full data. The gradient, the adapted parameters and the line search stay
+    exact (an approximation of the step direction only; benchmarks/maml_equivalence.py)."""
     ls_max_steps: int = 15
     """Backtracking line-search candidates (pytorch-maml-rl: 15)."""
     ls_backtrack_ratio: float = 0.8
@@ -211,6 +215,14 @@ def _task_mean(x: Tensor, mask: Tensor) -> Tensor:
 
 #: Samples per vmap chunk of the inner step (see MAML._adapt_step).
 _VMAP_CHUNK_SAMPLES = 16384
+
+
+class _Linearisation(NamedTuple):
+    """The TRPO meta-objective at the current θ (see :meth:`MAML._linearise`)."""
+
+    loss: float
+    grad: Tensor
+    hvp: Callable[[Tensor], Tensor]
 
 
 def _at(iteration: int) -> str:
@@ -421,58 +433,117 @@ class MAML(Agent):
         ``mean_m mean_t KL(π_θ'old ‖ π_θ')`` (Finn et al. 2017 §5.3, TRPO as meta-optimiser;
         as pytorch-maml-rl ``MAMLTRPO.surrogate_loss``).
         """
-        dist = batched_dist_params(self.policy, adapted, valid.obs)
+        return self._surrogate(batched_dist_params(self.policy, adapted, valid.obs), valid, old_dist)
+
+    def _surrogate(self, dist: tuple[Tensor, ...], valid: TaskBatch, old_dist: tuple[Tensor, ...]) -> tuple[Tensor, Tensor, Tensor]:
+        """:meth:`_outer_terms` from the adapted policies' distribution parameters on ``valid.obs``."""
         log_ratio = self.policy.log_prob(dist, valid.actions) - self.policy.log_prob(old_dist, valid.actions)
         loss = -_task_mean(torch.exp(log_ratio) * valid.advantages, valid.mask).mean()
-        kl = _task_mean(self.policy.kl(old_dist, dist), valid.mask).mean()
-        return log_ratio, loss, kl
+        return log_ratio, loss, self._mean_kl(old_dist, dist, valid.mask)
+
+    def _mean_kl(self, old_dist: tuple[Tensor, ...], dist: tuple[Tensor, ...], mask: Tensor) -> Tensor:
+        """``mean_m mean_t KL(π_old ‖ π)`` over each task's valid steps."""
+        return _task_mean(self.policy.kl(old_dist, dist), mask).mean()
 
     def _check_finite(self, value: Tensor, quantity: str, iteration: int) -> None:
         if not torch.isfinite(value).all():
             raise TrainingDivergedError(f"{_at(iteration)}: {quantity} is not finite")
 
-    def kl_hvp(self, adapted: Params, valid: TaskBatch, old_dist: tuple[Tensor, ...]) -> Callable[[Tensor], Tensor]:
-        """Hessian-vector product of the mean KL in θ, *through the adaptation*, at the old θ.
+    def _linearise(self, batches: Sequence[TaskBatch], valid: TaskBatch, old_dist: tuple[Tensor, ...], iteration: int) -> _Linearisation:
+        """The TRPO meta-objective at the current θ: surrogate loss, meta-gradient and KL curvature.
 
-        There ``∇_θ' KL = 0``, so ``∇²_θ KL = Jᵀ F J`` with ``J = ∂θ'/∂θ`` (second order: it holds
-        the inner loss's Hessian) and ``F = ∇²_θ' KL`` the Fisher of each adapted policy on its
-        post-adaptation states: exactly the double-backward HVP of the KL through the adaptation
-        (a test checks it), for a fraction of its cost.
+        With ``θ'(θ)`` the adaptation (per task, through every inner step) and ``J = ∂θ'/∂θ``:
+
+        - meta-gradient ``Jᵀ ∇_θ' L`` (one vector-Jacobian product through the adaptation);
+        - KL Hessian ``Jᵀ F J``: exactly the Hessian of the mean KL through the adaptation because
+          ``∇_θ' KL = 0`` at the old θ (a test checks it against the double-backward Hessian).
+          ``F = ∇²_θ' KL`` is the Gauss-Newton form ``J_πᵀ (∇²KL) J_π`` where the policy's
+          distribution parameters are free (Gaussian), the double-backward Hessian otherwise.
+
+        One inner step ``θ_{k+1} = θ_k - α ∇L_k(θ_k)`` has the Jacobian ``I - α ∇²L_k``, symmetric,
+        so ``J v`` is the same vector-Jacobian product as ``Jᵀ v`` taken in the other order: both
+        reuse the graphs of the inner steps (built once per outer step, at leaf copies of ``θ_k``),
+        and no product differentiates the adaptation more than twice. With ``cg_subsample = k > 1``
+        the curvature uses every k-th episode of each task, at the same ``θ_k`` and ``θ'``.
         """
+        cfg = self.config
         names = list(self.params)
-        detached = {n: adapted[n].detach().requires_grad_(True) for n in names}
-        fisher = hessian_vector_product(lambda: self._outer_terms(detached, valid, old_dist)[2], [detached[n] for n in names])
-        return pullback_hessian_vector_product(
-            [adapted[n] for n in names],
-            [self.params[n] for n in names],
-            lambda u: unflatten(fisher(flatten(u)), [detached[n] for n in names]),
-            self.config.cg_damping,
-        )
+        M = valid.mask.shape[0]
+
+        def inner_graphs(inner: Sequence[TaskBatch], starts: Sequence[Params] | None) -> tuple[list, list[Params]]:
+            # Per step: a leaf copy of θ_k (per task; the given starts, else the chain from θ) and
+            # θ_{k+1}(θ_k) with its graph. In FO mode the graph is the identity (detached gradient).
+            graphs, points = [], []
+            theta = stack_params({n: p.detach() for n, p in self.params.items()}, M)
+            for k, batch in enumerate(inner):
+                if starts is not None:
+                    theta = starts[k]
+                leaf = {n: theta[n].detach().clone().requires_grad_(True) for n in names}
+                out = self._adapt_step(leaf, batch, cfg.inner_lr, first_order=cfg.first_order, iteration=iteration)
+                graphs.append(([leaf[n] for n in names], [out[n] for n in names]))
+                points.append(leaf)
+                theta = {n: out[n].detach() for n in names}
+            return graphs, [*points, theta]
+
+        def pull_back(graphs: list, u: Sequence[Tensor]) -> list[Tensor]:  # Jᵀ u: [M, ...] -> shared
+            for leaf, out in reversed(graphs):
+                u = torch.autograd.grad(out, leaf, grad_outputs=list(u), retain_graph=True)
+            return [x.sum(0) for x in u]
+
+        def push_forward(graphs: list, v: Sequence[Tensor]) -> list[Tensor]:  # J v: shared -> [M, ...]
+            u = [x.unsqueeze(0).expand(M, *x.shape) for x in v]
+            for leaf, out in graphs:  # each step's Jacobian is symmetric: J_k v = J_kᵀ v
+                u = torch.autograd.grad(out, leaf, grad_outputs=list(u), retain_graph=True)
+            return list(u)
+
+        def fisher(
+            adapted: list[Tensor], data: TaskBatch, old: tuple[Tensor, ...], dist: tuple[Tensor, ...] | None = None
+        ) -> Callable[[list[Tensor]], list[Tensor]]:
+            if dist is None:
+                dist = batched_dist_params(self.policy, dict(zip(names, adapted, strict=True)), data.obs)
+            if self.policy.kl_stationary_in_dist_params:
+                return gauss_newton_product(dist, adapted, lambda d: self._mean_kl(old, tuple(d), data.mask))
+            hvp = hessian_vector_product(lambda: self._mean_kl(old, dist, data.mask), adapted)
+            return lambda u: unflatten(hvp(flatten(u)), adapted)
+
+        graphs, points = inner_graphs(batches, None)
+        adapted = [points[-1][n].requires_grad_(True) for n in names]
+        dist = batched_dist_params(self.policy, dict(zip(names, adapted, strict=True)), valid.obs)
+        _, loss, _ = self._surrogate(dist, valid, old_dist)
+        self._check_finite(loss, "outer surrogate loss", iteration)
+        k = cfg.cg_subsample
+        grad = flatten(pull_back(graphs, torch.autograd.grad(loss, adapted, retain_graph=k == 1)))
+        self._check_finite(grad, "outer (meta-)gradient", iteration)
+        if k == 1:  # the curvature reuses the gradient's graphs
+            curv_graphs, curv_fisher = graphs, fisher(adapted, valid, old_dist, dist)
+        else:
+            curv_graphs, _ = inner_graphs([_every_kth_episode(b, k) for b in batches], points[:-1])
+            leaf = [a.detach().requires_grad_(True) for a in adapted]
+            curv_fisher = fisher(leaf, _every_kth_episode(valid, k), tuple(d[:, :, ::k] for d in old_dist))
+        plist = list(self.params.values())
+
+        def hvp(v: Tensor) -> Tensor:
+            u = curv_fisher(push_forward(curv_graphs, unflatten(v, plist)))
+            return flatten(pull_back(curv_graphs, u)) + cfg.cg_damping * v
+
+        return _Linearisation(float(loss.detach()), grad, hvp)
 
     def _trpo_step(self, batches: Sequence[TaskBatch], valid: TaskBatch, old_dist, iteration: int) -> dict[str, float]:
         """TRPO meta-update (Schulman et al. 2015 §6, appendix C) through the adaptation."""
         cfg = self.config
         plist = list(self.params.values())
-        adapted = self._adapted(batches, iteration)
-        _, loss, _ = self._outer_terms(adapted, valid, old_dist)
-        self._check_finite(loss, "outer surrogate loss", iteration)
-        grad = flatten(torch.autograd.grad(loss, plist, retain_graph=True))
-        self._check_finite(grad, "outer (meta-)gradient", iteration)
-        k = cfg.cg_subsample
-        if k == 1:
-            hvp = self.kl_hvp(adapted, valid, old_dist)
-        else:
-            sub = [_every_kth_episode(b, k) for b in batches]
-            hvp = self.kl_hvp(self._adapted(sub, iteration), _every_kth_episode(valid, k), tuple(d[:, :, ::k] for d in old_dist))
-        step_dir = conjugate_gradient(hvp, grad, cfg.cg_iters)
+        t0 = time.perf_counter()
+        loss_old, grad, hvp = self._linearise(batches, valid, old_dist, iteration)
+        t1 = time.perf_counter()
+        # H·step_dir comes from CG's residual (b - r), not from an 11th product.
+        step_dir, h_step_dir = conjugate_gradient(hvp, grad, cfg.cg_iters, with_product=True)
         # Largest step along step_dir with ½ sᵀHs = δ (Schulman et al. 2015, appendix C).
-        shs = 0.5 * (step_dir @ hvp(step_dir))
+        shs = 0.5 * (step_dir @ h_step_dir)
         self._check_finite(shs, "KL curvature along the step", iteration)
         step = step_dir * torch.sqrt(cfg.max_kl / shs.clamp_min(1e-12))
-        del adapted, hvp
+        del hvp
         old = [p.detach().clone() for p in plist]
         deltas = unflatten(step, plist)
-        loss_old = float(loss.detach())
 
         def evaluate(fraction: float) -> tuple[float, float]:
             with torch.no_grad():
@@ -481,12 +552,16 @@ class MAML(Agent):
                 _, new_loss, new_kl = self._outer_terms(self._adapted(batches, iteration), valid, old_dist)
             return loss_old - float(new_loss), float(new_kl)
 
+        t2 = time.perf_counter()
         result = backtracking_line_search(evaluate, cfg.max_kl, cfg.ls_max_steps, cfg.ls_backtrack_ratio)
         if not result.accepted:
             with torch.no_grad():
                 for p, p0 in zip(plist, old, strict=True):
                     p.copy_(p0)
         return {
+            "time/outer_grad_s": t1 - t0,
+            "time/outer_cg_s": t2 - t1,
+            "time/outer_line_search_s": time.perf_counter() - t2,
             "train/kl": result.kl if result.accepted else 0.0,
             "train/surrogate_improvement": result.improvement if result.accepted else 0.0,
             "train/line_search_steps": float(result.steps),

@@ -4,15 +4,21 @@ Run by hand (not in CI)::
 
     python benchmarks/bench_maml.py                       # everything below, markdown on stdout
     python benchmarks/bench_maml.py --only split --iterations 3
+    python benchmarks/bench_maml.py --only split --cases hcv --project 20 --contend   # issue 10
     python benchmarks/bench_maml.py --only inner
     python benchmarks/bench_maml.py --only rss
 
-What it measures (issue 4):
+What it measures (issues 4 and 10):
 
 - ``split``: seconds per meta-iteration spent sampling / adapting (inner steps for the sampling
-  policies) / in the outer update, for the default config, the Navigation2D paper preset and,
-  when registered, the HalfCheetahVel paper preset (40 tasks x 20 episodes x 200 steps); the
-  iteration time as a ratio of its own sampling time (target <= 1.3).
+  policies) / in the outer update (and, for TRPO, the update's gradient / conjugate-gradient /
+  line-search phases), for the default config, the Navigation2D paper preset and,
+  when registered, the HalfCheetahVel paper preset (40 tasks x 20 episodes x 200 steps), each also
+  with ``cg_subsample: 4``; the iteration time as a ratio of its own sampling time (target <= 1.3)
+  and the time a 500-iteration run would take at the measured pace (``--project N`` measures N
+  iterations after the warm-up). ``--contend`` runs every case a second time with a CPU-bound
+  busy process beside it (started before, killed after), so idle and contended figures come from
+  one command. ``--cases`` picks cases by key.
 - ``inner``: one inner step for 40 tasks as one ``vmap(grad(...))`` vs a Python loop of
   per-task ``grad`` calls on the same data (target >= 5x), without and with the graph the
   second-order meta-gradient needs.
@@ -27,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import subprocess
@@ -41,11 +48,15 @@ import metarl
 from metarl.agents.maml import MAML, MAMLConfig, TaskBatch
 
 SPLIT_CASES = [
-    ("default config (Navigation2D)", None, {}),
-    ("maml-trpo-navigation2d (paper)", "maml-trpo-navigation2d", {}),
-    ("maml-trpo-halfcheetah-vel (paper)", "maml-trpo-halfcheetah-vel", {}),
-    ("maml-trpo-halfcheetah-vel, cg_subsample=4", "maml-trpo-halfcheetah-vel", {"cg_subsample": 4}),
+    ("default", "default config (Navigation2D)", None, {}),
+    ("nav", "maml-trpo-navigation2d (paper)", "maml-trpo-navigation2d", {}),
+    ("nav-k4", "maml-trpo-navigation2d, cg_subsample=4", "maml-trpo-navigation2d", {"cg_subsample": 4}),
+    ("hcv", "maml-trpo-halfcheetah-vel (paper)", "maml-trpo-halfcheetah-vel", {}),
+    ("hcv-k4", "maml-trpo-halfcheetah-vel, cg_subsample=4", "maml-trpo-halfcheetah-vel", {"cg_subsample": 4}),
 ]
+
+#: Meta-iterations of the MAML paper's locomotion runs that the projection is for (issue 10).
+PROJECT_ITERATIONS = 500
 
 
 def _agent(preset: str | None, overrides: dict, seed: int = 0) -> MAML:
@@ -62,27 +73,52 @@ def _registered(preset: str | None) -> bool:
     return load_preset(preset).env in metarl.registered_envs()
 
 
-def bench_split(iterations: int) -> str:
-    rows = ["| setting | M x E x T | iteration s | sample s | adapt s | outer s | iteration / sample | post - pre return |",
-            "|---|---|---|---|---|---|---|---|"]
-    for label, preset, overrides in SPLIT_CASES:
-        if not _registered(preset):
-            rows.append(f"| {label} | env not registered | | | | | | |")
+class _BusyProcess:
+    """A CPU-bound competitor (one busy Python process) for the contended figures."""
+
+    def __enter__(self) -> _BusyProcess:
+        self.proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
+def _split_row(label: str, preset: str | None, overrides: dict, iterations: int, load: str) -> str:
+    agent = _agent(preset, overrides)
+    cfg = agent.config
+    ms = []
+    for _ in range(iterations + 1):  # the first iteration warms up (allocations, vmap tracing)
+        ms.append(agent.train_iteration())
+        print(f"  {label} ({load}): {ms[-1]['time/iteration_s']:.2f} s", file=sys.stderr, flush=True)
+    warm_up, ms = ms[0]["time/iteration_s"], ms[1:]
+    mean = {k: float(np.mean([m[k] for m in ms])) for k in ms[0]}
+    it, sample = mean["time/iteration_s"], mean["time/sample_s"]
+    projection_h = (warm_up + (PROJECT_ITERATIONS - 1) * it) / 3600
+    phases = ("time/outer_grad_s", "time/outer_cg_s", "time/outer_line_search_s")
+    outer_split = " / ".join(f"{mean[k]:.2f}" for k in phases) if all(k in mean for k in phases) else "-"
+    return (
+        f"| {label} | {load} | {cfg.meta_batch_size} x {cfg.episodes_per_task} x {agent.horizon} | {len(ms)} | {it:.2f} "
+        f"| {sample:.2f} | {mean['time/adapt_s']:.3f} | {mean['time/outer_s']:.2f} | {outer_split} | {it / sample:.2f} "
+        f"| {projection_h:.2f} | {mean['adapt/gain']:+.2f} |"
+    )
+
+
+def bench_split(iterations: int, cases: list[str] | None = None, contend: bool = False) -> str:
+    rows = ["| setting | added load | M x E x T | timed it. | iteration s | sample s | adapt s | outer s | outer: gradient / CG / line search s "
+            f"| iteration / sample | {PROJECT_ITERATIONS} it. projected (h) | post - pre return |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for key, label, preset, overrides in SPLIT_CASES:
+        if cases and key not in cases:
             continue
-        agent = _agent(preset, overrides)
-        cfg = agent.config
-        ms = []
-        for _ in range(iterations + 1):  # the first iteration warms up (allocations, vmap tracing)
-            ms.append(agent.train_iteration())
-            print(f"  {label}: {ms[-1]['time/iteration_s']:.2f} s", file=sys.stderr, flush=True)
-        ms = ms[1:]
-        mean = {k: float(np.mean([m[k] for m in ms])) for k in ms[0]}
-        ratio = mean["time/iteration_s"] / mean["time/sample_s"]
-        rows.append(
-            f"| {label} | {cfg.meta_batch_size} x {cfg.episodes_per_task} x {agent.horizon} | {mean['time/iteration_s']:.2f} "
-            f"| {mean['time/sample_s']:.2f} | {mean['time/adapt_s']:.3f} | {mean['time/outer_s']:.2f} | {ratio:.2f} "
-            f"| {mean['adapt/gain']:+.2f} |"
-        )
+        if not _registered(preset):
+            rows.append(f"| {label} | | env not registered | | | | | | | | | |")
+            continue
+        rows.append(_split_row(label, preset, overrides, iterations, "as is"))
+        if contend:
+            with _BusyProcess():
+                rows.append(_split_row(label, preset, overrides, iterations, "+1 busy process"))
     return "\n".join(rows)
 
 
@@ -190,10 +226,22 @@ def bench_rss() -> str:
     return "\n".join(rows)
 
 
+def _loadavg() -> str:
+    try:
+        with open("/proc/loadavg") as f:
+            return " ".join(f.read().split()[:3])
+    except OSError:
+        return "unknown"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", choices=["split", "inner", "rss"], action="append")
     ap.add_argument("--iterations", type=int, default=2, help="timed iterations per setting (after one warm-up)")
+    ap.add_argument("--project", type=int, metavar="N",
+                    help=f"time N iterations per setting (overrides --iterations) for the {PROJECT_ITERATIONS}-iteration projection")
+    ap.add_argument("--contend", action="store_true", help="also time every setting beside a CPU-bound busy process")
+    ap.add_argument("--cases", nargs="+", choices=[c[0] for c in SPLIT_CASES], help="split cases to run (default: all)")
     ap.add_argument("--repeat", type=int, default=5, help="repeats of the inner-step timing (best kept)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--rss-child", help=argparse.SUPPRESS)
@@ -203,9 +251,11 @@ def main() -> None:
         return
     torch.set_num_threads(args.threads)
     parts = args.only or ["split", "inner", "rss"]
-    print(f"machine: {platform.machine()}, torch {torch.__version__}, {args.threads} torch thread(s)\n")
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, {args.threads} torch thread(s)\n")
     if "split" in parts:
-        print(f"### Time per meta-iteration (mean of {args.iterations} after a warm-up)\n\n{bench_split(args.iterations)}\n")
+        n = args.project or args.iterations
+        split = bench_split(n, args.cases, args.contend)
+        print(f"### Time per meta-iteration (mean of {n} after a warm-up; load average before: {_loadavg()})\n\n{split}\n")
     if "inner" in parts:
         print(f"### One inner step for 40 tasks: batched vs per-task loop (best of {args.repeat})\n\n{bench_inner(args.repeat)}\n")
     if "rss" in parts:

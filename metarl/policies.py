@@ -73,6 +73,12 @@ def _mlp(in_dim: int, out_dim: int, hidden_sizes: Sequence[int], activation: str
 class StochasticPolicy(nn.Module, ABC):
     """Base class: an architecture whose computations take a parameter dict explicitly."""
 
+    #: Whether ``∇_new KL(old ‖ new)`` vanishes in the distribution parameters at ``new == old``
+    #: (free parameters such as a Gaussian's mean and log-std). Then the KL's Hessian in the network
+    #: parameters is exactly the Gauss-Newton matrix ``Jᵀ (∇²KL) J`` (metarl.optim.gauss_newton_product);
+    #: constrained parameters such as log-probabilities (which sum to one) keep a second-order term.
+    kl_stationary_in_dist_params: bool = False
+
     def init_params(self, generator: torch.Generator, device: torch.device | str = "cpu") -> Params:
         """Fresh parameters (detached leaf tensors): Xavier-uniform weights, zero biases.
 
@@ -127,6 +133,8 @@ class GaussianMLPPolicy(StochasticPolicy):
         init_std: initial standard deviation (rllab/MAML default 1.0).
         min_log_std: floor on ``log_std`` (keeps the likelihood finite; pytorch-maml-rl uses 1e-6 on σ).
     """
+
+    kl_stationary_in_dist_params = True
 
     def __init__(
         self,

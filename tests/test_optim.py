@@ -9,6 +9,7 @@ from metarl.optim import (
     backtracking_line_search,
     conjugate_gradient,
     flatten,
+    gauss_newton_product,
     hessian_vector_product,
     pullback_hessian_vector_product,
     unflatten,
@@ -82,3 +83,44 @@ def test_line_search_rejects_when_nothing_improves() -> None:
     assert not backtracking_line_search(lambda f: (1.0, 1.0), max_kl=0.1, max_steps=3).accepted
     with pytest.raises(ValueError, match="backtrack_ratio"):
         backtracking_line_search(lambda f: (1.0, 0.0), max_kl=0.1, backtrack_ratio=1.5)
+
+
+def test_gauss_newton_product_equals_the_hessian_where_the_outer_gradient_vanishes() -> None:
+    gen = torch.Generator().manual_seed(3)
+    theta = torch.randn(3, generator=gen, dtype=torch.float64, requires_grad=True)
+    W = torch.randn(4, 3, generator=gen, dtype=torch.float64)
+
+    def g(t):
+        return torch.tanh(W @ t) + 0.1 * (W @ t) ** 2
+
+    y0 = g(theta).detach()
+
+    def f(y):  # zero gradient at y0, nonzero third-order terms
+        return ((y - y0) ** 2 * torch.arange(1.0, 5.0, dtype=torch.float64)).sum() + ((y - y0) ** 3).sum()
+
+    H = torch.autograd.functional.hessian(lambda t: f(g(t)), theta.detach())
+    gn = gauss_newton_product([g(theta)], [theta], lambda ys: f(ys[0]))
+    v = torch.randn(3, generator=gen, dtype=torch.float64)
+    torch.testing.assert_close(gn([v])[0], H @ v)
+    # Away from the stationary point the second-order term of the chain rule is missing.
+    y1 = y0 + 0.5
+    gn_off = gauss_newton_product([g(theta)], [theta], lambda ys: ((ys[0] - y1) ** 3).sum())
+    H_off = torch.autograd.functional.hessian(lambda t: ((g(t) - y1) ** 3).sum(), theta.detach())
+    assert not torch.allclose(gn_off([v])[0], H_off @ v)
+
+
+def test_conjugate_gradient_returns_the_product_of_its_solution() -> None:
+    gen = torch.Generator().manual_seed(4)
+    a = torch.randn(30, 30, generator=gen, dtype=torch.float64)
+    A = a @ a.T + torch.eye(30, dtype=torch.float64)
+    b = torch.randn(30, generator=gen, dtype=torch.float64)
+    calls = []
+
+    def matvec(v):
+        calls.append(1)
+        return A @ v
+
+    x, ax = conjugate_gradient(matvec, b, iters=5, with_product=True)
+    assert len(calls) == 5  # no extra product for A x
+    torch.testing.assert_close(ax, A @ x, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(x, conjugate_gradient(lambda v: A @ v, b, iters=5))

@@ -11,9 +11,15 @@ import torch
 
 import metarl
 from metarl.agents import MAML, MAMLConfig
-from metarl.agents.maml import TaskBatch, eval_lr_schedule
+from metarl.agents.maml import TaskBatch, _every_kth_episode, eval_lr_schedule
 from metarl.errors import CheckpointError, ConfigError, TrainingDivergedError
-from metarl.optim import flatten, hessian_vector_product
+from metarl.optim import (
+    backtracking_line_search,
+    conjugate_gradient,
+    flatten,
+    hessian_vector_product,
+    unflatten,
+)
 from metarl.policies import batched_dist_params
 from metarl.sampling import Rollout
 
@@ -83,7 +89,8 @@ def test_vmapped_inner_step_equals_a_per_task_loop() -> None:
 
 # ---- the meta-gradient ---------------------------------------------------------------------------
 def _meta_problem(first_order: bool, steps: int = 1):
-    agent = MAML("metarl/Navigation2D-v0", replace(TINY, hidden_sizes=(4,), first_order=first_order, inner_lr=0.5), seed=1)
+    cfg = replace(TINY, hidden_sizes=(4,), first_order=first_order, inner_lr=0.5, cg_subsample=1)
+    agent = MAML("metarl/Navigation2D-v0", cfg, seed=1)
     agent.policy.double()
     agent.params = {k: v.detach().double().requires_grad_(True) for k, v in agent.params.items()}
     M = 2
@@ -138,13 +145,111 @@ def test_first_order_gradient_differs_and_matches_its_definition() -> None:
     assert (g_fo - g_so).norm() > 1e-3 * g_so.norm(), "first-order gradient should differ from second order"
 
 
-def test_kl_hvp_through_the_adaptation_equals_the_double_backward_hvp() -> None:
-    agent, batches, valid, old, _ = _meta_problem(first_order=False)
+def _reference_trpo_step(agent: MAML, batches, valid, old) -> dict[str, torch.Tensor]:
+    """The straightforward second-order TRPO meta-step (the implementation before issue 10): the
+    meta-gradient and the KL's Hessian-vector products by double backward through a fresh
+    adaptation graph, conjugate gradient, the same backtracking line search. Returns new params."""
+    cfg = agent.config
     plist = list(agent.params.values())
-    hvp_fast = agent.kl_hvp(agent._adapted(batches, 0), valid, old)
+    loss = agent._outer_terms(agent._adapted(batches, 0), valid, old)[1]
+    grad = flatten(torch.autograd.grad(loss, plist))
+    if cfg.cg_subsample == 1:
+        hvp = hessian_vector_product(lambda: agent._outer_terms(agent._adapted(batches, 0), valid, old)[2], plist, cfg.cg_damping)
+    else:
+        hvp = _subsampled_reference_hvp(agent, batches, valid, old)
+    step_dir = conjugate_gradient(hvp, grad, cfg.cg_iters)
+    step = step_dir * torch.sqrt(cfg.max_kl / (0.5 * (step_dir @ hvp(step_dir))))
+    p0 = [p.detach().clone() for p in plist]
+
+    def evaluate(fraction: float) -> tuple[float, float]:
+        with torch.no_grad():
+            for p, q, d in zip(plist, p0, unflatten(step, plist), strict=True):
+                p.copy_(q - fraction * d)
+            _, new_loss, kl = agent._outer_terms(agent._adapted(batches, 0), valid, old)
+        return float(loss.detach()) - float(new_loss), float(kl)
+
+    result = backtracking_line_search(evaluate, cfg.max_kl, cfg.ls_max_steps, cfg.ls_backtrack_ratio)
+    assert result.accepted
+    out = {k: v.detach().clone() for k, v in agent.params.items()}
+    with torch.no_grad():
+        for p, q in zip(plist, p0, strict=True):
+            p.copy_(q)
+    return out
+
+
+def _subsampled_reference_hvp(agent: MAML, batches, valid, old):
+    """Curvature on every k-th episode, by definition: the Hessian in θ of the mean KL on the
+    subsample, through an adaptation on the subsample that is evaluated at the full-data
+    adapted parameters (Jacobian of the inner steps from the subsample's inner losses)."""
+    k = agent.config.cg_subsample
+    sub = [_every_kth_episode(b, k) for b in batches]
+    sub_valid, sub_old = _every_kth_episode(valid, k), tuple(d[:, :, ::k] for d in old)
+    plist = list(agent.params.values())
+
+    def kl() -> torch.Tensor:
+        full = {n: v.detach() for n, v in agent._adapted(batches, 0).items()}
+        via_sub = agent._adapted(sub, 0)
+        # Same value as the full-data adaptation, Jacobian of the subsample's adaptation.
+        adapted = {n: via_sub[n] - via_sub[n].detach() + full[n] for n in full}
+        return agent._outer_terms(adapted, sub_valid, sub_old)[2]
+
+    return hessian_vector_product(kl, plist, agent.config.cg_damping)
+
+
+@pytest.mark.parametrize("steps", [1, 2])
+def test_kl_hvp_through_the_adaptation_equals_the_double_backward_hvp(steps: int) -> None:
+    agent, batches, valid, old, _ = _meta_problem(first_order=False, steps=steps)
+    plist = list(agent.params.values())
+    fast = agent._linearise(batches, valid, old, 0)
     hvp_ref = hessian_vector_product(lambda: agent._outer_terms(agent._adapted(batches, 0), valid, old)[2], plist, agent.config.cg_damping)
+    grad_ref = flatten(torch.autograd.grad(agent._outer_terms(agent._adapted(batches, 0), valid, old)[1], plist))
     v = torch.randn(sum(p.numel() for p in plist), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    torch.testing.assert_close(hvp_fast(v), hvp_ref(v), rtol=1e-8, atol=1e-10)
+    torch.testing.assert_close(fast.hvp(v), hvp_ref(v), rtol=1e-8, atol=1e-10)
+    torch.testing.assert_close(fast.grad, grad_ref, rtol=1e-10, atol=1e-12)
+
+
+def test_categorical_policy_curvature_equals_the_double_backward_hvp() -> None:
+    # Log-probabilities are not free parameters: the KL keeps a second-order term there, so the
+    # curvature must not take the Gauss-Newton shortcut (the test fails if it does).
+    agent = MAML("metarl/Bandit-v0", replace(TINY, hidden_sizes=(4,), horizon=3, cg_subsample=1), seed=0)
+    agent.policy.double()
+    agent.params = {k: v.detach().double().requires_grad_(True) for k, v in agent.params.items()}
+    g = torch.Generator().manual_seed(5)
+
+    def batch(seed: int) -> TaskBatch:
+        g.manual_seed(seed)
+        return TaskBatch(torch.randn(2, 3, 2, 1, generator=g, dtype=torch.float64), torch.randint(0, 5, (2, 3, 2), generator=g),
+                         torch.randn(2, 3, 2, generator=g, dtype=torch.float64), torch.ones(2, 3, 2, dtype=torch.float64),
+                         torch.zeros(2, 2, dtype=torch.float64))
+
+    batches, valid = [batch(1)], batch(2)
+    with torch.no_grad():
+        old = tuple(d.detach() for d in batched_dist_params(agent.policy, agent._adapted(batches, 0), valid.obs))
+    plist = list(agent.params.values())
+    hvp_ref = hessian_vector_product(lambda: agent._outer_terms(agent._adapted(batches, 0), valid, old)[2], plist, agent.config.cg_damping)
+    v = torch.randn(sum(p.numel() for p in plist), generator=g, dtype=torch.float64)
+    torch.testing.assert_close(agent._linearise(batches, valid, old, 0).hvp(v), hvp_ref(v), rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize(("steps", "first_order", "cg_subsample"), [(1, False, 1), (2, False, 1), (1, True, 1), (1, False, 2)])
+def test_trpo_step_equals_the_straightforward_second_order_step(steps: int, first_order: bool, cg_subsample: int) -> None:
+    agent, batches, valid, old, _ = _meta_problem(first_order=first_order, steps=steps)
+    # Larger than the tiny default so that the step is a real CG solve with a line search.
+    agent.config = replace(agent.config, cg_iters=8, max_kl=0.05, cg_subsample=cg_subsample)
+    if cg_subsample > 1:
+        batches = [_batch(2, 3, 4, 2, 2, seed=30 + s, dtype=torch.float64) for s in range(steps)]
+        valid = _batch(2, 3, 4, 2, 2, seed=40, dtype=torch.float64)
+        with torch.no_grad():
+            old = tuple(d.detach() for d in batched_dist_params(agent.policy, agent._adapted(batches, 0), valid.obs))
+    before = {k: v.detach().clone() for k, v in agent.params.items()}
+    want = _reference_trpo_step(agent, batches, valid, old)
+    stats = agent._trpo_step(batches, valid, old, 0)
+    assert stats["train/line_search_accepted"] == 1.0
+    for k in want:
+        moved = (want[k] - before[k]).abs().max()
+        assert moved > 1e-6, k
+        # Same math, different order of floating-point operations (CG amplifies the rounding).
+        torch.testing.assert_close(agent.params[k].detach(), want[k], rtol=1e-7, atol=1e-7 * float(moved))
 
 
 # ---- returns, baseline, advantages ------------------------------------------------------------
@@ -214,6 +319,9 @@ def test_iteration_reports_the_promised_metrics_and_respects_the_trust_region() 
     if m["train/line_search_accepted"]:
         assert 0 <= m["train/kl"] <= TINY.max_kl and m["train/surrogate_improvement"] > 0
     assert m["adapt/gain"] == pytest.approx(m["rollout/post_return"] - m["rollout/pre_return"])
+    # The TRPO outer update is split into its phases, which lie inside time/outer_s.
+    phases = [m["time/outer_grad_s"], m["time/outer_cg_s"], m["time/outer_line_search_s"]]
+    assert all(p > 0 for p in phases) and sum(phases) <= m["time/outer_s"]
 
 
 def _params(agent: MAML) -> dict[str, torch.Tensor]:
