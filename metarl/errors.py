@@ -26,6 +26,7 @@ __all__ = [
     "CheckpointError",
     "SpaceMismatchError",
     "TrainingDivergedError",
+    "SamplerError",
 ]
 
 
@@ -72,6 +73,10 @@ class SpaceMismatchError(MetaRLError, ValueError):
 
 class TrainingDivergedError(MetaRLError, FloatingPointError):
     """A loss or gradient became NaN/inf; the message names the iteration and quantity."""
+
+
+class SamplerError(MetaRLError, RuntimeError):
+    """A sampling worker died and could not be replaced (in time); the message names the worker."""
 
 
 def _short(value: Any, limit: int = 80) -> str:

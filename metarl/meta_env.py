@@ -36,6 +36,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from metarl.errors import ConfigError, InvalidActionError, InvalidTaskError, TaskNotSetError
+from metarl.streams import SubEnvRNG
 from metarl.tasks import Task
 
 __all__ = [
@@ -233,7 +234,7 @@ class BatchedMetaEnv(TaskSource, VectorEnv, Generic[TaskT]):
         self.action_space = batch_space(single_action_space, self.num_envs)
         self.metadata = {**type(self).metadata, "autoreset_mode": mode}
         self.autoreset_mode = mode
-        self.rng: np.random.Generator = np.random.default_rng()
+        self.rng: SubEnvRNG = SubEnvRNG(None, self.num_envs)
         self._task_rng: np.random.Generator | None = None
         self._tasks: list[TaskT] | None = None
         self._elapsed = np.zeros(self.num_envs, dtype=np.int64)
@@ -298,8 +299,8 @@ class BatchedMetaEnv(TaskSource, VectorEnv, Generic[TaskT]):
         options = reset_options(options, ("tasks", "reset_mask"))
         if seed is not None:
             seeds = self._expand_seeds(seed)
-            # One generator for the batch, seeded by every sub-env's seed.
-            self.rng = np.random.default_rng(np.random.SeedSequence(seeds))
+            # One stream per sub-env: its draws never depend on the batch it is in (sharding).
+            self.rng = SubEnvRNG(seeds)
             self.seed_tasks(seeds[0])
         if "tasks" in options:
             self.set_tasks(options["tasks"])
