@@ -303,6 +303,9 @@ def _cmd_train(args: Sequence[str]) -> int:
         "keep_checkpoints": opts.keep_checkpoints,
         "log_every": opts.log_every,
         "eval_tasks": opts.eval_tasks,
+        "sampler": opts.sampler,
+        "num_workers": opts.num_workers,
+        "ray_address": opts.ray_address,
     }
     if opts.resume:
         run = read_run_config(Path(out) / "config.yaml")

@@ -86,6 +86,12 @@ class TrainOptions:
     """Print a metrics line every this many iterations (0: only the progress bar)."""
     eval_tasks: int = 10
     """Held-out tasks of the quick evaluation printed at the end (adaptation gain); 0 skips it."""
+    sampler: str = "local"
+    """Where rollouts are collected: ``local`` (this process) or ``ray`` (Ray actors; ``pip install "metarl-lab[ray]"``). Same bits either way."""
+    num_workers: int = 2
+    """Ray sampling actors (``--sampler ray``); each steps one batched env holding a shard of the meta-batch."""
+    ray_address: str | None = None
+    """Ray cluster to join (``auto``, ``ray://HOST:10001``); default: start a local one (``--sampler ray``)."""
 
 
 @dataclass(frozen=True)

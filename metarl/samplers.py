@@ -64,6 +64,8 @@ __all__ = [
     "LocalSampler",
     "RaySampler",
     "make_sampler",
+    "attach_sampler",
+    "check_sampler_options",
     "collect_rows",
     "shard_bounds",
 ]
@@ -492,22 +494,21 @@ class RaySampler(Sampler):
         #: Actors replaced since creation (each after its process died).
         self.replacements = 0
         self._actor_cls = ray.remote(num_cpus=self.cpus_per_worker)(ShardWorker)
-        self._workers: list[Any] = []
-        for i in range(self.num_workers):
-            self._workers.append(self._start_worker(i, "could not start"))
+        self._workers: list[Any] = [self._actor_cls.remote(self.cpus_per_worker) for _ in range(self.num_workers)]
+        self._await_started(list(range(self.num_workers)), "could not start")
 
-    def _start_worker(self, i: int, what: str) -> Any:
+    def _await_started(self, which: list[int], what: str) -> None:
+        """Wait (all at once) for workers ``which`` to answer; :class:`SamplerError` after the timeout."""
         ray = self._ray
-        actor = self._actor_cls.remote(self.cpus_per_worker)
-        ready, _ = ray.wait([actor.pid.remote()], timeout=self.start_timeout_s)
-        if not ready:
-            ray.kill(actor, no_restart=True)
+        pings = {self._workers[i].pid.remote(): i for i in which}
+        _, late = ray.wait(list(pings), num_returns=len(pings), timeout=self.start_timeout_s)
+        if late:
+            names = ", ".join(str(pings[r]) for r in late)
             self.close()
             raise SamplerError(
-                f"Ray sampling worker {i} {what} within {self.start_timeout_s:g} s: it needs {self.cpus_per_worker} "
+                f"Ray sampling worker {names} {what} within {self.start_timeout_s:g} s: each needs {self.cpus_per_worker} "
                 f"free CPU(s); the cluster has {ray.cluster_resources().get('CPU', 0):g} CPUs in all (`ray status`)"
             )
-        return actor
 
     def worker_pids(self) -> list[int]:
         """Process ids of the actors, in worker order."""
@@ -519,7 +520,8 @@ class RaySampler(Sampler):
             ray.kill(self._workers[i], no_restart=True)
         except Exception:  # already gone  # noqa: BLE001
             pass
-        self._workers[i] = self._start_worker(i, f"died ({type(cause).__name__}) and no replacement started")
+        self._workers[i] = self._actor_cls.remote(self.cpus_per_worker)
+        self._await_started([i], f"died ({type(cause).__name__}) and no replacement started")
         self.replacements += 1
 
     def _submitted(self) -> None:
@@ -582,15 +584,45 @@ def _to(ro: Rollout, device: torch.device) -> Rollout:
     return Rollout(**{k: move(v) for k, v in ro._asdict().items()})
 
 
+def check_sampler_options(kind: str, num_workers: int = 2) -> None:
+    """Validate ``--sampler``/``--num-workers`` before anything starts (ray must be importable).
+
+    Raises:
+        ConfigError: unknown ``kind``, a bad ``num_workers``, or ``"ray"`` without ray installed
+            (the message says how to install it).
+    """
+    if kind not in ("local", "ray"):
+        raise ConfigError(f"sampler must be 'local' or 'ray', got {kind!r}")
+    if isinstance(num_workers, bool) or not isinstance(num_workers, (int, np.integer)) or num_workers < 1:
+        raise ConfigError(f"num_workers must be a positive int, got {num_workers!r}")
+    if kind == "ray":
+        _import_ray()
+
+
 def make_sampler(kind: str = "local", *, num_workers: int = 2, address: str | None = None) -> Sampler:
     """A sampler by name: ``"local"`` or ``"ray"`` (``num_workers`` actors, cluster ``address``).
 
+    >>> make_sampler("local")
+    LocalSampler()
+
     Raises:
-        ConfigError: unknown ``kind``, or ``"ray"`` without ray installed (says how to install it).
+        ConfigError: see :func:`check_sampler_options`.
     """
+    check_sampler_options(kind, num_workers)
+    return LocalSampler() if kind == "local" else RaySampler(num_workers, address=address)
+
+
+def attach_sampler(agent: Any, kind: str, *, num_workers: int = 2, address: str | None = None) -> Sampler | None:
+    """Give ``agent`` a ``kind`` sampler; returns it (to close) unless it is the local default.
+
+    Raises:
+        ConfigError: a non-local sampler for an agent that does not sample through a sampler.
+    """
+    check_sampler_options(kind, num_workers)
     if kind == "local":
-        return LocalSampler()
-    if kind == "ray":
-        return RaySampler(num_workers, address=address)
-    raise ConfigError(f"sampler must be 'local' or 'ray', got {kind!r}")
+        return None
+    if not isinstance(getattr(agent, "sampler", None), Sampler):
+        raise ConfigError(f"agent {type(agent).__name__} does not collect through metarl.samplers; --sampler {kind} needs one that does (maml, rl2)")
+    agent.sampler = make_sampler(kind, num_workers=num_workers, address=address)
+    return agent.sampler
 

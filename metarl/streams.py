@@ -4,8 +4,9 @@ A native batched env draws one value per sub-env per call (a bandit's Bernoulli 
 transition). If one generator served the whole batch, sub-env ``i``'s draws would depend on how
 many sub-envs share the batch, and a sharded meta-batch (:mod:`metarl.samplers`) could not
 reproduce the unsharded one. :class:`SubEnvRNG` gives sub-env ``i`` its own generator,
-``np.random.default_rng(seed_i)`` (the generator Gymnasium gives a single env reset with
-``seed_i``), so its draws depend only on its seed and on how many draws it has made.
+one stream per method (uniforms from ``np.random.default_rng(seed_i)``, the generator Gymnasium
+gives a single env reset with ``seed_i``), so its draws depend only on its seed and on how many
+draws it has made.
 Draws are read from per-sub-env blocks refilled every ``block`` calls, so a step costs one
 column read, not ``N`` generator calls.
 
@@ -27,6 +28,8 @@ from metarl.errors import ConfigError
 
 __all__ = ["SubEnvRNG"]
 
+_METHODS = ("random", "standard_normal")
+
 
 class SubEnvRNG:
     """Independent streams for ``N`` sub-envs with a vector interface (``size`` must be ``N``).
@@ -41,13 +44,25 @@ class SubEnvRNG:
         if seeds is None:
             if num_envs is None:
                 raise ConfigError("SubEnvRNG needs seeds or num_envs")
-            self._gens = [np.random.default_rng(s) for s in np.random.SeedSequence().spawn(int(num_envs))]
+            self._roots = np.random.SeedSequence().spawn(int(num_envs))
         else:
-            self._gens = [np.random.default_rng(int(s)) for s in seeds]
-        self.num_envs = len(self._gens)
+            self._roots = [np.random.SeedSequence(int(s)) for s in seeds]
+        self.num_envs = len(self._roots)
         self.block = int(block)
+        self._gens: dict[str, list[np.random.Generator]] = {}
         self._buf: dict[str, np.ndarray] = {}
         self._pos: dict[str, int] = {}
+
+    def _generators(self, method: str) -> list[np.random.Generator]:
+        # Each method has its own stream per sub-env, so interleaving methods (or another block
+        # size) never shifts one method's draws; `random` uses the sub-env's root stream.
+        if method not in self._gens:
+            key = _METHODS.index(method)
+            self._gens[method] = [
+                np.random.default_rng(r if key == 0 else np.random.SeedSequence(r.entropy, spawn_key=(*r.spawn_key, key)))
+                for r in self._roots
+            ]
+        return self._gens[method]
 
     def _draw(self, method: str, size: int | tuple[int, ...]) -> np.ndarray:
         n = size if isinstance(size, (int, np.integer)) else (size[0] if len(size) == 1 else -1)
@@ -55,7 +70,7 @@ class SubEnvRNG:
             raise ConfigError(f"SubEnvRNG.{method} draws one value per sub-env: size must be {self.num_envs}, got {size!r}")
         pos = self._pos.get(method, self.block)
         if pos == self.block:
-            self._buf[method] = np.stack([getattr(g, method)(self.block) for g in self._gens])
+            self._buf[method] = np.stack([getattr(g, method)(self.block) for g in self._generators(method)])
             pos = 0
         self._pos[method] = pos + 1
         return self._buf[method][:, pos].copy()

@@ -50,6 +50,7 @@ from metarl.config import RunConfig, build_config, config_to_dict, read_run_conf
 from metarl.errors import ConfigError, TrainingDivergedError
 from metarl.logger import JSONLOutput, Logger, StdoutOutput, TensorBoardOutput, truncate_metrics
 from metarl.registry import check_env_id, make
+from metarl.samplers import attach_sampler, check_sampler_options
 
 __all__ = [
     "Trainer",
@@ -162,6 +163,7 @@ class Trainer:
         self.agent_cls = load_agent_class(run.agent)
         check_env_id(run.env)
         check_device(run.device)
+        check_sampler_options(opts.get("sampler", "local"), opts.get("num_workers", 2))
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -195,6 +197,8 @@ class Trainer:
         seed_everything(run.seed)
         agent = build_agent(self.agent_cls, run.env, config, seed=run.seed, device=run.device, env_kwargs=run.env_kwargs)
         spaces = {**spaces, **agent.spaces_signature()}
+        opts = run.trainer
+        sampler = attach_sampler(agent, opts.get("sampler", "local"), num_workers=opts.get("num_workers", 2), address=opts.get("ray_address"))
 
         start, env_steps, wall_s, logger_step, resumed_from = 0, 0, 0.0, 0, None
         if self.resume and list_checkpoints(self.checkpoint_dir):
@@ -241,6 +245,8 @@ class Trainer:
                         self._save(agent, it + 1, env_steps, wall_s, logger.step, spaces)
         finally:
             logger.close()
+            if sampler is not None:
+                sampler.close()
         return TrainResult(self.run_dir, run.iterations, env_steps, wall_s, last, resumed_from)
 
     def _save(self, agent: Agent, iteration: int, env_steps: int, wall_s: float, logger_step: int, spaces: dict) -> None:
