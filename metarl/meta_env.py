@@ -199,7 +199,9 @@ class BatchedMetaEnv(TaskSource, VectorEnv, Generic[TaskT]):
     - :meth:`_observe` — observations ``[N, ...]`` of the current state.
 
     The base class owns seeding, tasks, time limits, action validation and autoreset.
-    All randomness comes from :attr:`rng` (seeded by ``reset(seed=...)``).
+    All randomness comes from :attr:`rng` (seeded by ``reset(seed=...)``): a
+    :class:`~metarl.streams.SubEnvRNG` with one stream per sub-env, so ``rng.random(N)`` and
+    ``rng.standard_normal(N)`` give sub-env ``i`` the same draws in any batch (sharded sampling).
     """
 
     metadata: dict[str, Any] = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
