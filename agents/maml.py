@@ -67,7 +67,8 @@ from metarl.optim import (
 )
 from metarl.policies import Params, StochasticPolicy, batched_dist_params, make_policy, stack_params
 from metarl.returns import discounted_returns, gae
-from metarl.sampling import Rollout, collect
+from metarl.samplers import EnvSpec, LocalSampler, Sampler, TaskPolicySpec
+from metarl.sampling import Rollout
 from metarl.tasks import Task
 
 __all__ = ["MAMLConfig", "MAML", "TaskBatch", "Adaptation"]
@@ -282,10 +283,10 @@ class MAML(Agent):
         self.env_kwargs = dict(env_kwargs or {})
         self._device = device
 
-        # One native batched env for the meta-batch; evaluation envs are made per size on demand.
+        # One native batched env for the meta-batch (the local sampler steps it; evaluation envs
+        # are made per size on demand).
         M, E = config.meta_batch_size, config.episodes_per_task
         self.venv = metarl.make_vec(env_id, M * E, **self.env_kwargs)
-        self._eval_envs: dict[int, Any] = {M * E: self.venv}
         self.horizon = config.horizon or self.venv.unwrapped.max_episode_steps
         obs_space, act_space = self.venv.single_observation_space, self.venv.single_action_space
         self.policy: StochasticPolicy = make_policy(obs_space, act_space, config.hidden_sizes, config.activation, config.init_std)
@@ -296,6 +297,9 @@ class MAML(Agent):
             self._act_low = torch.as_tensor(act_space.low, dtype=torch.float32, device=device)
             self._act_high = torch.as_tensor(act_space.high, dtype=torch.float32, device=device)
         self.baseline = LinearFeatureBaseline(config.baseline_reg)
+        #: Where rollouts come from (metarl.samplers): local by default, ``RaySampler`` to distribute.
+        self.sampler: Sampler = LocalSampler()
+        self.sampler.adopt(EnvSpec(env_id, self.env_kwargs), self.venv)
 
         init = self.policy.init_params(torch.Generator().manual_seed(self.seed), device)
         self.params: Params = {k: v.requires_grad_(True) for k, v in init.items()}
@@ -313,30 +317,11 @@ class MAML(Agent):
         return self.venv.unwrapped.held_out_tasks()
 
     # ---- sampling --------------------------------------------------------------------------------
-    def _env(self, n: int):
-        if n not in self._eval_envs:
-            self._eval_envs[n] = metarl.make_vec(self.env_id, n, **self.env_kwargs)
-        return self._eval_envs[n]
-
     def _sample(self, params: Params, tasks: Sequence[Task], episodes: int, seed: int) -> Rollout:
-        """Roll out task ``m`` with ``params[·][m]`` on ``episodes`` sub-envs each, in one batched env."""
-        M, E = len(tasks), episodes
-        gen = torch.Generator().manual_seed(seed)
-        low, high = self._act_low, self._act_high
-
-        def act(obs: Tensor, t: int) -> tuple[Tensor, dict[str, Tensor]]:
-            dist = batched_dist_params(self.policy, params, obs.reshape(M, E, -1))
-            dist = tuple(d.reshape(M * E, *d.shape[2:]) for d in dist)
-            raw = self.policy.sample(dist, gen)
-            if low is None:
-                return raw, {"raw_action": raw}
-            # The env sees the action clipped to its box; the likelihood uses the sampled one
-            # (rllab/maml_rl clip inside the env the same way).
-            return torch.clamp(raw, low, high), {"raw_action": raw}
-
-        env = self._env(M * E)
-        env_tasks = [task for task in tasks for _ in range(E)]
-        return collect(env, act, self.horizon, device=self._device, tasks=env_tasks, seed=seed)
+        """Roll out task ``m`` with ``params[·][m]`` on ``episodes`` sub-envs each, through :attr:`sampler`."""
+        spec = TaskPolicySpec(self.policy, params, episodes, seed, self._act_low, self._act_high)
+        env = EnvSpec(self.env_id, self.env_kwargs)
+        return self.sampler.sample(env, spec, tasks, episodes=episodes, horizon=self.horizon, seed=seed, device=self._device)
 
     def _process(self, ro: Rollout, M: int, E: int, iteration: int = -1) -> TaskBatch:
         """Discounted returns, per-task linear baseline, advantages (Finn et al. 2017 §5.3)."""

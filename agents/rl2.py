@@ -44,7 +44,8 @@ from metarl.losses import normalize_advantages, ppo_clip_loss
 from metarl.meta_env import check_seed
 from metarl.registry import check_env_id
 from metarl.returns import gae
-from metarl.sampling import Rollout, collect
+from metarl.samplers import EnvSpec, LocalSampler, RecurrentPolicySpec, Sampler
+from metarl.sampling import Rollout
 from metarl.tasks import Task
 from metarl.trials import TrialVecEnv
 
@@ -91,13 +92,16 @@ class RL2Config:
     """Trials per held-out task in :meth:`RL2.evaluate` (their mean is the task's score)."""
     eval_baselines: bool = True
     """Run the classic baselines (UCB1, Thompson, Gittins, PSRL, ...) beside RL² in evaluation."""
+    sample_block: int = 64
+    """Trials per policy forward while sampling, and the unit a distributed sampler shards by:
+    every backend and worker count gives the same bits for one value (metarl.samplers)."""
 
 
 def check_config(config: RL2Config) -> RL2Config:
     """Raise :class:`ConfigError` naming the first invalid field."""
     if not isinstance(config, RL2Config):
         raise ConfigError(f"RL2 needs an RL2Config, got {type(config).__name__}")
-    positive = ("episodes_per_trial", "num_trials", "hidden_size", "update_epochs", "num_minibatches", "eval_trials_per_task")
+    positive = ("episodes_per_trial", "num_trials", "hidden_size", "update_epochs", "num_minibatches", "eval_trials_per_task", "sample_block")
     for name in positive:
         v = getattr(config, name)
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -273,6 +277,8 @@ class RL2(Agent):
             self.net = GRUActorCritic(input_dim, self.trials.single_action_space, config.hidden_size)
         self.net.to(self.torch_device)
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=config.learning_rate, eps=1e-5)
+        #: Where rollouts come from (metarl.samplers): local by default, ``RaySampler`` to distribute.
+        self.sampler: Sampler = LocalSampler()
         self.iteration = 0
         self.env_steps = 0
 
@@ -287,29 +293,15 @@ class RL2(Agent):
         cfg, N, T = self.config, self.config.num_trials, self.horizon
         tasks = self.trials.env.distribution.sample(self.np_rng, N)
         env_seed = int(self.np_rng.integers(2**31 - 1))
-        chunk = cfg.bptt_chunk or T
-        chunk_states = torch.empty((math.ceil(T / chunk), N, cfg.hidden_size), device=self.torch_device)
-        h = self.net.initial_state(N, self.torch_device)
-        trials, net, gen = self.trials, self.net, self.action_gen
-
-        def act(obs: Tensor, t: int) -> tuple[Tensor, dict[str, Tensor]]:
-            nonlocal h
-            start = torch.as_tensor(trials.trial_start).to(self.torch_device)
-            h = h * (~start).unsqueeze(-1).to(h.dtype)  # memory clears at trial starts only
-            if t % chunk == 0:
-                chunk_states[t // chunk] = h
-            out, value, h = net(obs.unsqueeze(0), h)
-            action = net.sample(out[0], gen)
-            extras = {"logp": net.log_prob(out[0], action), "value": value[0], "trial_start": start,
-                      "episode": torch.as_tensor(trials.episode_index).to(self.torch_device)}
-            return action, extras
-
-        rollout = collect(trials, act, T, device=self.torch_device, tasks=tasks, seed=env_seed)
-        with torch.no_grad():
-            start = torch.as_tensor(trials.trial_start).to(self.torch_device)
-            h = h * (~start).unsqueeze(-1).to(h.dtype)
-            _, last_value, _ = net(rollout.next_obs.unsqueeze(0), h)
-        return rollout, chunk_states, last_value[0]
+        # Action noise from a per-rollout seed (not a generator carried across rollouts), so a
+        # sampler's workers can draw it; the agent's own generator stays for act().
+        action_seed = int(torch.randint(2**31 - 1, (1,), generator=self.action_gen, device=self.action_gen.device))
+        spec = RecurrentPolicySpec(self.net, action_seed, chunk=cfg.bptt_chunk or T, block=cfg.sample_block)
+        env = EnvSpec(self.env_id, self.env_kwargs, cfg.episodes_per_trial)
+        rollout = self.sampler.sample(env, spec, tasks, episodes=1, horizon=T, seed=env_seed, device=self.torch_device)
+        extras = dict(rollout.extras)
+        chunk_states, last_value = extras.pop("chunk_states"), extras.pop("last_value")[0]
+        return rollout._replace(extras=extras), chunk_states, last_value
 
     # ----------------------------------------------------------------------------- update
     def _update(self, ro: Rollout, chunk_states: Tensor, adv: Tensor, returns: Tensor) -> dict[str, float]:
@@ -428,21 +420,10 @@ class RL2(Agent):
 
         cfg = self.config
         M, R, E = len(tasks), cfg.eval_trials_per_task, cfg.episodes_per_trial
-        env = TrialVecEnv.make(self.env_id, M * R, E, **self.env_kwargs)
-        all_tasks = [env.env.distribution.check(t) for t in tasks for _ in range(R)]
-        gen = torch.Generator(device=self.torch_device).manual_seed(int(seed))
-        h = self.net.initial_state(M * R, self.torch_device)
-        net = self.net
-
-        def act(obs: Tensor, t: int) -> tuple[Tensor, dict[str, Tensor]]:
-            nonlocal h
-            start = torch.as_tensor(env.trial_start).to(self.torch_device)
-            h = h * (~start).unsqueeze(-1).to(h.dtype)
-            episode = torch.as_tensor(env.episode_index).to(self.torch_device)
-            out, _, h = net(obs.unsqueeze(0), h)
-            return net.sample(out[0], gen), {"episode": episode}
-
-        ro = collect(env, act, env.max_trial_steps, device=self.torch_device, tasks=all_tasks, seed=int(seed))
+        checked = [self.trials.env.distribution.check(t) for t in tasks]
+        spec = RecurrentPolicySpec(self.net, int(seed), block=cfg.sample_block)
+        env = EnvSpec(self.env_id, self.env_kwargs, E)
+        ro = self.sampler.sample(env, spec, checked, episodes=R, horizon=self.horizon, seed=int(seed), device=self.torch_device)
         per_episode = self._episode_returns(ro).reshape(M, R, E).mean(axis=1)
         result = EvalResult(x="episode", returns=per_episode, trial_returns=per_episode.sum(axis=1))
         if cfg.eval_baselines:

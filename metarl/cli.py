@@ -358,6 +358,9 @@ def _cmd_train(args: Sequence[str]) -> int:
         "log_every": opts.log_every,
         "eval_tasks": opts.eval_tasks,
         "threads": check_threads(opts.threads),  # the thread policy (metarl.threads)
+        "sampler": opts.sampler,
+        "num_workers": opts.num_workers,
+        "ray_address": opts.ray_address,
     }
     if opts.resume:
         run = read_run_config(Path(out) / "config.yaml")

@@ -98,6 +98,12 @@ class TrainOptions:
     """Held-out tasks of the quick evaluation printed at the end (adaptation gain); 0 skips it."""
     threads: str = "auto"
     """torch intra-op CPU threads: auto (one; see metarl.threads) or a positive int. Results are bit-identical only under the same setting (--resume keeps the run's unless given)."""
+    sampler: str = "local"
+    """Where rollouts are collected: ``local`` (this process) or ``ray`` (Ray actors; ``pip install "metarl-lab[ray]"``). Same bits either way."""
+    num_workers: int = 2
+    """Ray sampling actors (``--sampler ray``); each steps one batched env holding a shard of the meta-batch."""
+    ray_address: str | None = None
+    """Ray cluster to join (``auto``, ``ray://HOST:10001``); default: start a local one (``--sampler ray``)."""
 
 
 @dataclass(frozen=True)

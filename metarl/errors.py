@@ -29,6 +29,7 @@ __all__ = [
     "UnknownArgumentError",
     "MetaRLWarning",
     "CheckpointWarning",
+    "SamplerError",
 ]
 
 
@@ -90,6 +91,8 @@ class MetaRLWarning(UserWarning):
 
 class CheckpointWarning(MetaRLWarning):
     """A checkpoint was skipped (it failed verification) or could not be verified (old format)."""
+class SamplerError(MetaRLError, RuntimeError):
+    """A sampling worker died and could not be replaced (in time); the message names the worker."""
 
 
 def _short(value: Any, limit: int = 80) -> str:

@@ -44,6 +44,7 @@ from metarl.errors import (
     TaskNotSetError,
     UnknownArgumentError,
 )
+from metarl.streams import SubEnvRNG
 from metarl.tasks import Task
 
 __all__ = [
@@ -286,7 +287,9 @@ class BatchedMetaEnv(TaskSource, VectorEnv, Generic[TaskT]):
     - :meth:`_observe` — observations ``[N, ...]`` of the current state.
 
     The base class owns seeding, tasks, time limits, action validation and autoreset.
-    All randomness comes from :attr:`rng` (seeded by ``reset(seed=...)``).
+    All randomness comes from :attr:`rng` (seeded by ``reset(seed=...)``): a
+    :class:`~metarl.streams.SubEnvRNG` with one stream per sub-env, so ``rng.random(N)`` and
+    ``rng.standard_normal(N)`` give sub-env ``i`` the same draws in any batch (sharded sampling).
     """
 
     metadata: dict[str, Any] = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
@@ -322,7 +325,7 @@ class BatchedMetaEnv(TaskSource, VectorEnv, Generic[TaskT]):
         self.action_space = batch_space(single_action_space, self.num_envs)
         self.metadata = {**type(self).metadata, "autoreset_mode": mode}
         self.autoreset_mode = mode
-        self.rng: np.random.Generator = np.random.default_rng()
+        self.rng: SubEnvRNG = SubEnvRNG(None, self.num_envs)
         self._task_rng: np.random.Generator | None = None
         self._tasks: list[TaskT] | None = None
         self._elapsed = np.zeros(self.num_envs, dtype=np.int64)
@@ -412,8 +415,8 @@ class BatchedMetaEnv(TaskSource, VectorEnv, Generic[TaskT]):
         options = reset_options(options, ("tasks", "reset_mask"))
         if seed is not None:
             seeds = self._expand_seeds(seed)
-            # One generator for the batch, seeded by every sub-env's seed.
-            self.rng = np.random.default_rng(np.random.SeedSequence(seeds))
+            # One stream per sub-env: its draws never depend on the batch it is in (sharding).
+            self.rng = SubEnvRNG(seeds)
             self.seed_tasks(seeds[0])
         if "tasks" in options:
             self.set_tasks(options["tasks"])

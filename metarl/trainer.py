@@ -65,6 +65,7 @@ from metarl.errors import ConfigError, TrainingDivergedError
 from metarl.logger import JSONLOutput, Logger, StdoutOutput, TensorBoardOutput, truncate_metrics
 from metarl.meta_env import check_seed
 from metarl.registry import check_meta_env_id, make
+from metarl.samplers import attach_sampler, check_sampler_options
 from metarl.threads import check_threads
 
 __all__ = [
@@ -183,6 +184,7 @@ class Trainer:
         check_meta_env_id(run.env)
         check_device(run.device)
         check_writable_dir(self.run_dir, "run directory")
+        check_sampler_options(opts.get("sampler", "local"), opts.get("num_workers", 2))
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -245,6 +247,8 @@ class Trainer:
         agent = build_agent(self.agent_cls, run.env, config, seed=run.seed, device=run.device, env_kwargs=run.env_kwargs)
         agent.threads = self.threads  # train_iteration runs under it (metarl.threads)
         spaces = {**spaces, **agent.spaces_signature()}
+        opts = run.trainer
+        sampler = attach_sampler(agent, opts.get("sampler", "local"), num_workers=opts.get("num_workers", 2), address=opts.get("ray_address"))
 
         start, env_steps, wall_s, logger_step, resumed_from = 0, 0, 0.0, 0, None
         if self.resume:
@@ -292,6 +296,8 @@ class Trainer:
                         self._save(agent, it + 1, env_steps, wall_s, logger.step, spaces)
         finally:
             logger.close()
+            if sampler is not None:
+                sampler.close()
         return TrainResult(self.run_dir, run.iterations, env_steps, wall_s, last, resumed_from)
 
     def _save(self, agent: Agent, iteration: int, env_steps: int, wall_s: float, logger_step: int, spaces: dict) -> None:

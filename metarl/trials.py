@@ -110,6 +110,8 @@ class TrialVecEnv(VectorEnv):
         self.env = env
         self.episodes_per_trial = _check_positive_int("episodes_per_trial", episodes_per_trial)
         self.task_sampler: TaskSampler = task_sampler if task_sampler is not None else env.sample_tasks
+        #: ``sampler(sub-env indices) -> one task each``; when set, replaces ``task_sampler`` for new trials.
+        self.indexed_task_sampler: Callable[[np.ndarray], Sequence[Task]] | None = None
         self.autoreset = bool(autoreset)
         self.num_envs = env.num_envs
         self.base_observation_space = env.single_observation_space
@@ -231,7 +233,9 @@ class TrialVecEnv(VectorEnv):
 
     def _start_trials(self, mask: np.ndarray) -> None:
         idx = np.flatnonzero(mask)
-        new = self._new_tasks(len(idx))
+        # A sampler keyed by sub-env draws each restarted trial's task from that sub-env's own
+        # stream, so a sharded meta-batch draws what the unsharded one does (metarl.samplers).
+        new = self._new_tasks(len(idx)) if self.indexed_task_sampler is None else list(self.indexed_task_sampler(idx))
         self.env.set_tasks(new, indices=idx)  # only the restarted sub-envs get new tasks
         obs, _ = self.env.reset(options={"reset_mask": mask})
         self._buf[mask] = 0.0
