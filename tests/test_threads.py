@@ -125,9 +125,9 @@ def test_maml_and_rl2_get_the_policy_from_the_base(outside_threads) -> None:
         return wrapped
 
     maml = MAML("metarl/Navigation2D-v0", MAMLConfig(meta_batch_size=2, episodes_per_task=2, horizon=5), seed=0)
-    maml.venv.step = spy(maml.venv.step)
+    maml.sampler.sample = spy(maml.sampler.sample)  # sampling runs under the policy
     rl2 = RL2("metarl/Bandit-v0", RL2Config(num_trials=4, episodes_per_trial=2, num_minibatches=1), env_kwargs={"num_arms": 2, "horizon": 1})
-    rl2.trials.step = spy(rl2.trials.step)
+    rl2.sampler.sample = spy(rl2.sampler.sample)
     maml.train_iteration()
     rl2.train_iteration(0)
     assert seen and set(seen) == {1}
