@@ -261,3 +261,88 @@ def test_success_reaches_the_rollout_and_autoreset_clears_it() -> None:
 def test_unknown_task_name_is_a_typed_error() -> None:
     with pytest.raises(InvalidTaskError, match="did you mean 'reach-v3'"):
         gym.make(ML1, task_name="reach-v2")
+
+
+# --- success plumbing for any env reporting info["success"] (no Meta-World needed) ----------------
+from metarl.envs.navigation import Navigation2DEnv, Navigation2DVecEnv  # noqa: E402
+
+SUCCESS_ID = "metarl/TestNavSuccess-v0"
+
+
+class _NavSuccessVecEnv(Navigation2DVecEnv):
+    """Navigation2D that reports success within 0.15 of the goal (a stand-in for Meta-World)."""
+
+    def step(self, actions):
+        obs, reward, terminated, truncated, info = super().step(actions)
+        info["success"] = np.linalg.norm(self._pos - self._goals, axis=1) < 0.15
+        return obs, reward, terminated, truncated, info
+
+
+class _NavSuccessEnv(Navigation2DEnv):
+    batched_cls = _NavSuccessVecEnv
+
+
+@pytest.fixture(scope="module")
+def success_env_id() -> str:
+    if SUCCESS_ID not in gym.registry:  # gymnasium only: not listed by `metarl envs`
+        gym.register(SUCCESS_ID, entry_point=_NavSuccessEnv, vector_entry_point=_NavSuccessVecEnv,
+                     kwargs={"max_episode_steps": 20}, disable_env_checker=True)
+    return SUCCESS_ID
+
+
+def test_rollout_success_counts_only_the_first_episode(success_env_id: str) -> None:
+    venv = metarl.make_vec(success_env_id, 3)
+    tasks = [metarl.envs.Navigation2DTask(goal=g) for g in ([0.05, 0.0], [0.45, 0.45], [0.3, 0.0])]
+
+    def toward_x(obs, t):  # moves +x at 0.1/step; task 1's goal is never within 0.15
+        return torch.tensor([[0.1, 0.0]] * 3), {}
+
+    ro = collect(venv, toward_x, horizon=20, tasks=tasks, seed=0)
+    assert ro.success is not None and ro.success.dtype == torch.bool and ro.success.shape == (20, 3)
+    assert ro.episode_success.tolist() == [1.0, 0.0, 1.0]
+    # A success after the first episode ended (valid == 0) does not count.
+    masked = ro._replace(valid=torch.zeros_like(ro.valid).index_fill_(0, torch.tensor([0]), 1.0))
+    assert masked.episode_success.tolist() == [1.0, 0.0, 0.0]  # task 0 succeeds at step 0, task 2 later
+    plain = collect(metarl.make_vec("metarl/Navigation2D-v0", 3), toward_x, horizon=5, seed=0)
+    assert plain.success is None and plain.episode_success is None
+
+
+def test_eval_json_and_plot_carry_success_beside_the_return(tmp_path) -> None:
+    from metarl.agent import EvalResult
+    from metarl.evaluation import eval_summary, plot_adaptation
+
+    res = EvalResult(x="gradient_steps", returns=np.array([[-3.0, -1.0], [-4.0, -2.0], [-5.0, -1.5]]),
+                     success=np.array([[0.0, 1.0], [0.0, 0.5], [0.5, 1.0]]))
+    summary = eval_summary(res, env_id=ML1, agent="maml", seed=0)
+    assert [p["success_rate"] for p in summary["curve"]] == pytest.approx([1 / 6, 2.5 / 3])
+    assert summary["success_rate"]["mean"] == pytest.approx(2.5 / 3) and summary["success_rate"]["ci95"] > 0
+    assert summary["per_task_success"] == res.success.tolist()
+    json.dumps(summary)
+    assert plot_adaptation(summary, tmp_path / "adaptation.png").stat().st_size > 0
+    no_success = eval_summary(EvalResult(x="gradient_steps", returns=res.returns), env_id=ML1, agent="maml", seed=0)
+    assert "success_rate" not in no_success and "success_rate" not in no_success["curve"][0]
+    with pytest.raises(ConfigError, match="success of shape"):
+        eval_summary(EvalResult(x="gradient_steps", returns=res.returns, success=res.success[:, :1]), env_id=ML1, agent="maml", seed=0)
+
+
+def test_maml_reports_success_rate(success_env_id: str) -> None:
+    from metarl.agents.maml import MAML
+
+    maml = MAML(success_env_id, {"meta_batch_size": 4, "episodes_per_task": 4, "hidden_sizes": (8,), "eval_steps": 1}, seed=0)
+    m = maml.train_iteration()
+    assert 0.0 <= m["rollout/success_rate"] <= 1.0 and 0.0 <= m["rollout/pre_success_rate"] <= 1.0
+    res = maml.evaluate(maml.held_out_tasks()[:3], seed=0)
+    assert res.success.shape == (3, 2) and ((res.success >= 0) & (res.success <= 1)).all()
+    plain = MAML("metarl/Navigation2D-v0", {"meta_batch_size": 2, "episodes_per_task": 2, "hidden_sizes": (8,)}, seed=0)
+    assert "rollout/success_rate" not in plain.train_iteration()
+
+
+def test_rl2_reports_success_rate(success_env_id: str) -> None:
+    from metarl.agents.rl2 import RL2, RL2Config
+
+    cfg = RL2Config(episodes_per_trial=2, num_trials=4, num_minibatches=2, hidden_size=8, eval_trials_per_task=2, eval_baselines=False)
+    rl2 = RL2(success_env_id, cfg, seed=0)
+    m = rl2.train_iteration(0)
+    assert 0.0 <= m["rollout/success_rate"] <= 1.0
+    res = rl2.evaluate(rl2.trials.env.held_out_tasks()[:3], seed=0)
+    assert res.success.shape == (3, 2) and set(np.unique(res.success)) <= {0.0, 0.5, 1.0}
