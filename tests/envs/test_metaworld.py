@@ -346,3 +346,22 @@ def test_rl2_reports_success_rate(success_env_id: str) -> None:
     assert 0.0 <= m["rollout/success_rate"] <= 1.0
     res = rl2.evaluate(rl2.trials.env.held_out_tasks()[:3], seed=0)
     assert res.success.shape == (3, 2) and set(np.unique(res.success)) <= {0.0, 0.5, 1.0}
+
+
+# --- ML10 presets (published settings) ------------------------------------------------------------
+@needs_mw
+@pytest.mark.parametrize("name", ["maml-trpo-metaworld-ml10", "rl2-metaworld-ml10"])
+def test_ml10_presets_run_one_small_iteration(name: str) -> None:
+    from metarl.agent import load_agent_class
+    from metarl.config import build_config, load_preset
+
+    preset = load_preset(name)
+    assert preset.env == ML10 and "garage" in preset.source and "Yu et al. 2019" in preset.source
+    cls = load_agent_class(preset.agent)
+    small = {"maml": {"meta_batch_size": 2, "episodes_per_task": 2, "horizon": 5, "cg_iters": 2},
+             "rl2": {"num_trials": 2, "episodes_per_trial": 2, "eval_trials_per_task": 1}}[preset.agent]
+    cfg = build_config(cls.config_cls, {**preset.config, **small}, source=name)
+    agent = cls(preset.env, cfg, seed=0, env_kwargs={**preset.env_kwargs, "max_episode_steps": 5})
+    m = agent.train_iteration(0)
+    assert all(np.isfinite(v) for v in m.values() if isinstance(v, float))
+    assert 0.0 <= m["rollout/success_rate"] <= 1.0
