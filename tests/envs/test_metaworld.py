@@ -365,3 +365,27 @@ def test_ml10_presets_run_one_small_iteration(name: str) -> None:
     m = agent.train_iteration(0)
     assert all(np.isfinite(v) for v in m.values() if isinstance(v, float))
     assert 0.0 <= m["rollout/success_rate"] <= 1.0
+
+
+@needs_mw
+def test_cli_train_and_eval_report_success(tmp_path) -> None:
+    """`metarl train --env metarl/MetaWorld-ML1-v0` and `metarl eval` work unchanged; eval.json has success."""
+    import yaml
+
+    from metarl.cli import main
+
+    preset = tmp_path / "maml-tiny-mw.yaml"
+    preset.write_text(yaml.safe_dump({
+        "agent": "maml", "env": ML1, "source": "test", "description": "tiny",
+        "config": {"meta_batch_size": 2, "episodes_per_task": 2, "hidden_sizes": [8], "cg_iters": 2, "eval_steps": 1},
+        "env_kwargs": {"task_name": "push-v3", "max_episode_steps": 10},
+    }))
+    out = tmp_path / "run"
+    assert main(["train", "maml", "--env", ML1, "--config", str(preset), "--iterations", "1", "--out", str(out)]) == 0
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert "rollout/success_rate" in metrics[-1]
+    assert main(["eval", str(out), "--num-tasks", "3"]) == 0
+    summary = json.loads((out / "eval.json").read_text())
+    assert summary["env_id"] == ML1 and summary["num_tasks"] == 3
+    assert 0.0 <= summary["success_rate"]["mean"] <= 1.0 and "success_rate" in summary["curve"][1]
+    assert (out / "adaptation.png").stat().st_size > 0
