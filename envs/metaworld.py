@@ -200,6 +200,16 @@ class MetaWorldDistribution(TaskDistribution[MetaWorldTask]):
             tasks.append(MetaWorldTask(env_name=name, rand_vec=vec))
         return tasks
 
+    def check(self, task: Any) -> MetaWorldTask:
+        """``task`` as a :class:`MetaWorldTask` of one of this benchmark's classes, or a typed error."""
+        task = super().check(task)
+        if task.env_name not in (*self.train_classes, *self.test_classes):
+            raise InvalidTaskError("env_name", task.env_name, f"not a class of this benchmark {sorted({*self.train_classes, *self.test_classes})}")
+        want = _sampler_env(task.env_name)._random_reset_space.low.shape
+        if task.rand_vec.shape != want:
+            raise InvalidTaskError("rand_vec", task.rand_vec.tolist(), f"{task.env_name} needs shape {want}")
+        return task
+
     def contains(self, task: MetaWorldTask) -> bool:
         if task.env_name not in self.train_classes or (task.env_name, task.rand_vec.tobytes()) in self._held_out_set():
             return False

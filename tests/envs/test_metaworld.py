@@ -258,6 +258,15 @@ def test_success_reaches_the_rollout_and_autoreset_clears_it() -> None:
 
 
 @needs_mw
+def test_set_task_rejects_tasks_outside_the_benchmark() -> None:
+    env = gym.make(ML10)
+    with pytest.raises(InvalidTaskError, match="not a class of this benchmark"):
+        env.unwrapped.set_task(MetaWorldTask(env_name="bin-picking-v3", rand_vec=ml1_held_out("bin-picking-v3")[0].rand_vec))
+    with pytest.raises(InvalidTaskError, match="needs shape"):
+        env.reset(options={"task": MetaWorldTask(env_name="reach-v3", rand_vec=[0.0, 0.6])})
+
+
+@needs_mw
 def test_unknown_task_name_is_a_typed_error() -> None:
     with pytest.raises(InvalidTaskError, match="did you mean 'reach-v3'"):
         gym.make(ML1, task_name="reach-v2")
