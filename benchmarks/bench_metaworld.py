@@ -43,7 +43,8 @@ def main() -> None:
     import metarl
 
     N = args.num_envs
-    mw = gym.make_vec("Meta-World/ML10-train", vector_strategy="sync", seed=0, meta_batch_size=N)
+    # total_tasks_per_cls=40 lets 50 goals split over N/10 sub-envs per class for N = 10, 20, 200.
+    mw = gym.make_vec("Meta-World/ML10-train", vector_strategy="sync", seed=0, meta_batch_size=N, total_tasks_per_cls=40)
     mw.call("sample_tasks")  # its task-select wrapper sets no task until asked
     mw.reset(seed=0)
     ours = metarl.make_vec("metarl/MetaWorld-ML10-v0", N)
