@@ -182,6 +182,8 @@ class TaskBatch(NamedTuple):
         advantages: ``[M, T, E]`` (baseline-subtracted, normalised per task when configured).
         mask: ``[M, T, E]`` 1 for steps inside each episode.
         episode_returns: ``[M, E]`` undiscounted returns.
+        episode_success: ``[M, E]`` 1 where the episode succeeded (envs reporting
+            ``info["success"]``, e.g. Meta-World), else None.
     """
 
     obs: Tensor
@@ -189,6 +191,7 @@ class TaskBatch(NamedTuple):
     advantages: Tensor
     mask: Tensor
     episode_returns: Tensor
+    episode_success: Tensor | None = None
 
 
 class Adaptation(NamedTuple):
@@ -350,6 +353,7 @@ class MAML(Agent):
             advantages=adv.transpose(0, 1),
             mask=_task_major(mask, M, E),
             episode_returns=ro.episode_returns.reshape(M, E),
+            episode_success=None if ro.success is None else ro.episode_success.reshape(M, E),
         )
 
     # ---- inner loop (Finn et al. 2017, eq. 1 with the REINFORCE loss of eq. 4) ------------------
@@ -605,10 +609,15 @@ class MAML(Agent):
         pre = float(batches[0].episode_returns.mean())
         post = float(valid.episode_returns.mean())
         self.iteration = it + 1
+        success = {}
+        if valid.episode_success is not None:  # Meta-World's metric, beside the return
+            success = {"rollout/pre_success_rate": float(batches[0].episode_success.mean()),
+                       "rollout/success_rate": float(valid.episode_success.mean())}
         return {
             "rollout/pre_return": pre,
             "rollout/post_return": post,
             "adapt/gain": post - pre,
+            **success,
             **stats,
             "time/sample_s": timers["sample"],
             "time/adapt_s": timers["adapt"],
@@ -638,7 +647,7 @@ class MAML(Agent):
         return history
 
     # ---- adaptation and evaluation -------------------------------------------------------------------
-    def _curve(self, tasks: Sequence[Task], num_steps: int, seed: int, episodes: int) -> tuple[np.ndarray, Params]:
+    def _curve(self, tasks: Sequence[Task], num_steps: int, seed: int, episodes: int) -> tuple[np.ndarray, Params, np.ndarray | None]:
         checked = [self.venv.unwrapped.distribution.check(t) for t in tasks]
         if not checked:
             raise ConfigError("need at least one task to adapt to")
@@ -646,14 +655,17 @@ class MAML(Agent):
         lrs = eval_lr_schedule(self.config.inner_lr, num_steps) if num_steps else []
         batches, final, adapted = self._sample_and_adapt(checked, lrs, episodes, seed, -1, timers)
         rets = [b.episode_returns.mean(1) for b in [*batches, final]]
-        return torch.stack(rets, 1).cpu().double().numpy(), adapted
+        success = None
+        if final.episode_success is not None:  # [M, K+1] success rate of each task at each step
+            success = torch.stack([b.episode_success.mean(1) for b in [*batches, final]], 1).cpu().double().numpy()
+        return torch.stack(rets, 1).cpu().double().numpy(), adapted, success
 
     def adapt(self, task: Task | dict | str, num_steps: int = 1, *, seed: int = 0, episodes: int | None = None) -> Adaptation:
         """Adapt to one task with ``num_steps`` policy-gradient steps (α, then α/2: the paper's
         evaluation schedule), sampling ``episodes`` (default ``episodes_per_task``) per step."""
         if isinstance(num_steps, bool) or not isinstance(num_steps, (int, np.integer)) or num_steps < 0:
             raise ConfigError(f"num_steps must be a non-negative int, got {num_steps!r}")
-        returns, params = self._curve([task], int(num_steps), seed, episodes or self.config.episodes_per_task)
+        returns, params, _ = self._curve([task], int(num_steps), seed, episodes or self.config.episodes_per_task)
         return Adaptation({k: v[0].detach() for k, v in params.items()}, returns[0].tolist())
 
     def evaluate(self, tasks: Sequence[Task], *, seed: int, num_steps: int | None = None) -> EvalResult:
@@ -661,10 +673,11 @@ class MAML(Agent):
         K = self.config.eval_steps if num_steps is None else num_steps
         if isinstance(K, bool) or not isinstance(K, (int, np.integer)) or K < 0:
             raise ConfigError(f"num_steps must be a non-negative int, got {K!r}")
-        returns, _ = self._curve(list(tasks), int(K), seed, self.config.episodes_per_task)
+        returns, _, success = self._curve(list(tasks), int(K), seed, self.config.episodes_per_task)
         return EvalResult(
             x="gradient_steps",
             returns=returns,
+            success=success,
             extra={"inner_lrs": eval_lr_schedule(self.config.inner_lr, K) if K else [], "episodes_per_task": self.config.episodes_per_task},
         )
 

@@ -384,6 +384,10 @@ class RL2(Agent):
                 "train/update_s": time.perf_counter() - t1,
             }
         )
+        success = self._episode_success(ro)
+        if success is not None:  # Meta-World's metric, beside the return
+            metrics["rollout/success_rate"] = float(success.mean())
+            metrics["rollout/last_episode_success_rate"] = float(success[:, -1].mean())
         return metrics
 
     def _episode_returns(self, ro: Rollout) -> np.ndarray:
@@ -399,6 +403,19 @@ class RL2(Agent):
         out = np.zeros((rewards.shape[1], E))
         cols = np.broadcast_to(np.arange(rewards.shape[1]), rewards.shape)
         np.add.at(out, (cols.ravel(), np.minimum(episode, E - 1).ravel()), rewards.ravel())
+        return out
+
+    def _episode_success(self, ro: Rollout) -> np.ndarray | None:
+        """``[N, episodes_per_trial]`` 1 where episode ``e`` of the first trial had a success step;
+        None when the env reports no ``info["success"]``."""
+        if ro.success is None or "episode" not in ro.extras:
+            return None
+        E = self.config.episodes_per_trial
+        hit = (ro.success & (ro.valid > 0)).cpu().numpy()
+        episode = np.minimum(ro.extras["episode"].cpu().numpy(), E - 1)
+        out = np.zeros((hit.shape[1], E))
+        cols = np.broadcast_to(np.arange(hit.shape[1]), hit.shape)
+        np.maximum.at(out, (cols.ravel(), episode.ravel()), hit.ravel().astype(np.float64))
         return out
 
     # ------------------------------------------------------------------------------- eval
@@ -425,7 +442,11 @@ class RL2(Agent):
         env = EnvSpec(self.env_id, self.env_kwargs, E)
         ro = self.sampler.sample(env, spec, checked, episodes=R, horizon=self.horizon, seed=int(seed), device=self.torch_device)
         per_episode = self._episode_returns(ro).reshape(M, R, E).mean(axis=1)
-        result = EvalResult(x="episode", returns=per_episode, trial_returns=per_episode.sum(axis=1))
+        success = self._episode_success(ro)
+        result = EvalResult(
+            x="episode", returns=per_episode, trial_returns=per_episode.sum(axis=1),
+            success=None if success is None else success.reshape(M, R, E).mean(axis=1),
+        )
         if cfg.eval_baselines:
             base, extra = evaluate_baselines(
                 self.env_id, list(tasks), episodes_per_trial=E, trials_per_task=R, seed=int(seed), env_kwargs=self.env_kwargs

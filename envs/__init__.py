@@ -47,4 +47,21 @@ register_meta_env(
     kwargs={"num_states": 10, "num_actions": 5, "max_episode_steps": 10},
     source="Duan et al. 2016 (RL2) §3.2",
 )
+from . import metaworld as _metaworld  # noqa: E402,F401  (task type only: Meta-World is imported on make)
 from . import mujoco as _mujoco  # noqa: E402,F401  (registers the MuJoCo ids)
+
+# Meta-World (optional extra, own venv): registered always, `make` says how to install it if absent.
+for _name, _cls, _kwargs, _what in (
+    ("ML1", "MetaWorldML1", {"task_name": "reach-v3"}, "one class (task_name, any of 50): goal and object position"),
+    ("ML10", "MetaWorldML10", {}, "10 train classes x goals; held out: 5 test classes x 40 goals"),
+    ("ML45", "MetaWorldML45", {}, "45 train classes x goals; held out: 5 test classes x 40 goals"),
+):
+    register_meta_env(
+        f"metarl/MetaWorld-{_name}-v0",
+        entry_point=f"metarl.envs.metaworld:{_cls}Env",
+        vector_entry_point=f"metarl.envs.metaworld:{_cls}VecEnv",
+        varies=_what,
+        description="Meta-World 3.1.1 v3 envs, reward v2, goal hidden, H=500, info['success']; held-out = test split",
+        kwargs={**_kwargs, "max_episode_steps": 500},
+        source="Yu et al. 2019 (Meta-World) §4; Farama-Foundation/Metaworld 3.1.1",
+    )

@@ -75,6 +75,8 @@ class EvalResult:
         baselines: name -> ``[num_tasks]`` per-task score of a comparison method, on the same scale
             as ``trial_returns`` (or the curve's last point where there is no trial).
         extra: JSON-able details (e.g. tuned baseline constants) recorded in ``eval.json``.
+        success: ``[num_tasks, num_points]`` success rate of each task at each point (fraction
+            of episodes with ``info["success"]`` at any step), or None when the env reports none.
     """
 
     x: str
@@ -82,6 +84,7 @@ class EvalResult:
     trial_returns: np.ndarray | None = None
     baselines: dict[str, np.ndarray] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    success: np.ndarray | None = None
 
 
 class Agent(ABC):

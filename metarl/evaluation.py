@@ -79,13 +79,16 @@ def _check_result(res: Any, n: int, who: str) -> EvalResult:
     trial = None if res.trial_returns is None else np.asarray(res.trial_returns, dtype=np.float64)
     if trial is not None and trial.shape != (n,):
         raise ConfigError(f"{who}.evaluate returned trial_returns of shape {trial.shape}; expected ({n},)")
+    success = None if res.success is None else np.asarray(res.success, dtype=np.float64)
+    if success is not None and success.shape != r.shape:
+        raise ConfigError(f"{who}.evaluate returned success of shape {success.shape}; expected {r.shape} like returns")
     baselines = {}
     for name, v in res.baselines.items():
         b = np.asarray(v, dtype=np.float64)
         if b.shape != (n,):
             raise ConfigError(f"{who}.evaluate returned baseline {name!r} of shape {b.shape}; expected ({n},)")
         baselines[name] = b
-    return EvalResult(res.x, r, trial, baselines, dict(res.extra))
+    return EvalResult(res.x, r, trial, baselines, dict(res.extra), success)
 
 
 def evaluate_tasks(
@@ -122,6 +125,8 @@ def evaluate_tasks(
     if len(widths) != 1 or {p.x for p in parts} != {first.x}:
         raise ConfigError(f"{who}.evaluate returned curves of different lengths/kinds across task chunks")
     has_trial = {p.trial_returns is not None for p in parts}
+    if len({p.success is not None for p in parts}) != 1:
+        raise ConfigError(f"{who}.evaluate reported success for some task chunks and not others")
     if len(has_trial) != 1 or {tuple(sorted(p.baselines)) for p in parts} != {tuple(sorted(first.baselines))}:
         raise ConfigError(f"{who}.evaluate returned inconsistent trial_returns/baselines across task chunks")
     return EvalResult(
@@ -130,6 +135,7 @@ def evaluate_tasks(
         trial_returns=np.concatenate([p.trial_returns for p in parts]) if first.trial_returns is not None else None,
         baselines={k: np.concatenate([p.baselines[k] for p in parts]) for k in first.baselines},
         extra=first.extra,
+        success=np.concatenate([p.success for p in parts]) if first.success is not None else None,
     )
 
 
@@ -147,6 +153,8 @@ def eval_summary(
     for k in range(res.returns.shape[1]):
         mean, ci = mean_ci95(res.returns[:, k])
         curve.append({"x": k, "mean_return": mean, "ci95": ci})
+        if res.success is not None:  # beside the return, where the env reports success
+            curve[-1]["success_rate"], curve[-1]["success_ci95"] = mean_ci95(res.success[:, k])
     out: dict[str, Any] = {
         "env_id": env_id,
         "agent": agent,
@@ -158,6 +166,10 @@ def eval_summary(
     }
     if res.trial_returns is not None:
         out["trial_return"] = _stat(res.trial_returns)
+    if res.success is not None:
+        # Meta-World's headline metric: success rate at the curve's last point (after adaptation).
+        out["success_rate"] = _stat(res.success[:, -1])
+        out["per_task_success"] = res.success.tolist()
     if res.baselines:
         out["baselines"] = {name: _stat(v) for name, v in res.baselines.items()}
     out["per_task_returns"] = res.returns.tolist()
@@ -175,6 +187,8 @@ def adaptation_gain(summary: dict[str, Any]) -> float:
 
 def plot_adaptation(summary: dict[str, Any], path: str | os.PathLike) -> Path:
     """Write ``adaptation.png``: the curve with its 95% CI band, and baselines.
+
+    Where the summary has success rates (Meta-World), they are drawn on a right-hand axis.
 
     Baselines are on the trial scale for RL²-style agents (then a second panel compares trial
     returns as bars with CI whiskers), else on the curve's last-point scale (horizontal lines).
@@ -205,6 +219,16 @@ def plot_adaptation(summary: dict[str, Any], path: str | os.PathLike) -> Path:
     ax.set_xticks(x)
     ax.set_title(f"{summary['env_id']}: {summary['num_tasks']} held-out tasks, seed {summary['seed']}")
     ax.legend(loc="best")
+    if "success_rate" in summary["curve"][0]:
+        # Success rate (Meta-World's metric) beside the return, on its own [0, 1] axis.
+        sx = ax.twinx()
+        rate = np.array([p["success_rate"] for p in summary["curve"]])
+        sci = np.array([p["success_ci95"] or 0.0 for p in summary["curve"]])
+        sx.plot(x, rate, marker="s", linestyle=":", color="C3", label="success rate")
+        sx.fill_between(x, np.clip(rate - sci, 0, 1), np.clip(rate + sci, 0, 1), color="C3", alpha=0.1)
+        sx.set_ylim(-0.02, 1.02)
+        sx.set_ylabel("success rate", color="C3")
+        sx.legend(loc="lower right")
     if trial is not None:
         bx = axes[0, 1]
         names = [summary["agent"], *baselines]

@@ -46,6 +46,8 @@ class Rollout(NamedTuple):
             sub-env and masks what autoreset would start after an early termination.
         next_obs: ``[N, *obs_shape]`` observation after the last step.
         extras: what the policy returned per step, stacked to ``[T, N, ...]``.
+        success: ``[T, N]`` bool, the env's per-step ``info["success"]`` (Meta-World's flag),
+            or None when the env does not report it.
     """
 
     obs: Tensor
@@ -56,11 +58,20 @@ class Rollout(NamedTuple):
     valid: Tensor
     next_obs: Tensor
     extras: dict[str, Tensor]
+    success: Tensor | None = None
 
     @property
     def episode_returns(self) -> Tensor:
         """``[N]`` undiscounted return of each sub-env's first episode."""
         return (self.rewards * self.valid).sum(0)
+
+    @property
+    def episode_success(self) -> Tensor | None:
+        """``[N]`` float, 1 where the first episode succeeded at any step (Meta-World's
+        definition), or None when the env reports no success."""
+        if self.success is None:
+            return None
+        return ((self.success & (self.valid > 0)).any(0)).to(self.rewards.dtype)
 
 
 def collect(
@@ -107,6 +118,7 @@ def collect(
     term_buf = np.empty((horizon, N), dtype=bool)
     trunc_buf = np.empty((horizon, N), dtype=bool)
     extras: dict[str, Tensor] = {}
+    succ_buf: np.ndarray | None = None  # allocated when the env first reports info["success"]
 
     obs = torch.as_tensor(obs_np, dtype=dtype).to(device, non_blocking=True)
     for t in range(horizon):
@@ -118,7 +130,11 @@ def collect(
             if name not in extras:
                 extras[name] = torch.empty((horizon, *value.shape), dtype=value.dtype, device=value.device)
             extras[name][t] = value
-        obs_np, rew_buf[t], term_buf[t], trunc_buf[t], _ = env.step(action.detach().cpu().numpy())
+        obs_np, rew_buf[t], term_buf[t], trunc_buf[t], info = env.step(action.detach().cpu().numpy())
+        if "success" in info:
+            if succ_buf is None:
+                succ_buf = np.zeros((horizon, N), dtype=bool)
+            succ_buf[t] = info["success"]
         obs = torch.as_tensor(obs_np, dtype=dtype).to(device, non_blocking=True)
 
     done = term_buf | trunc_buf
@@ -134,5 +150,6 @@ def collect(
         valid=torch.as_tensor(~ended_before, dtype=dtype).to(**to),
         next_obs=obs,
         extras=extras,
+        success=None if succ_buf is None else torch.as_tensor(succ_buf).to(**to),
     )
 

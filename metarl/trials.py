@@ -193,7 +193,7 @@ class TrialVecEnv(VectorEnv):
                 f"trials {np.flatnonzero(self._finished)[:8].tolist()} have ended (autoreset=False): call reset()"
             )
         actions = np.asarray(actions)
-        obs, reward, ep_term, ep_trunc, _ = self.env.step(actions)
+        obs, reward, ep_term, ep_trunc, env_info = self.env.step(actions)
         ep_end = ep_term | ep_trunc
         trial_end = ep_end & (self.episode_index == self.episodes_per_trial - 1)
         info: dict[str, Any] = {
@@ -202,6 +202,8 @@ class TrialVecEnv(VectorEnv):
             "episode_truncated": ep_trunc,
             "episode_index": self.episode_index.copy(),
         }
+        if "success" in env_info:  # the env's per-step success flag (Meta-World), passed through
+            info["success"] = env_info["success"]
         # Previous action/reward/done for the next step (Duan et al. 2016, §2.2).
         buf = self._buf
         buf[:, self._obs_dim : self._obs_dim + self._act_dim] = 0.0
