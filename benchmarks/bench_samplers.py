@@ -16,7 +16,7 @@ Measures, in one process:
 4. **throughput** (env steps/s) of a Navigation2D and a HalfCheetahVel MAML meta-batch: local,
    Ray with 1 and with 2 workers.
 
-The projection in ``RESULTS-ray-draft.md`` is computed from these figures (see :func:`projection`).
+The projection in ``RESULTS.md`` (section on Ray) is computed from these figures (see :func:`projection`).
 """
 
 from __future__ import annotations

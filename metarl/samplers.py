@@ -49,7 +49,7 @@ import torch
 from torch import Tensor, nn
 
 from metarl.errors import ConfigError, SamplerError
-from metarl.meta_env import task_rng
+from metarl.meta_env import check_count, check_seed, task_rng
 from metarl.policies import Params, StochasticPolicy, batched_dist_params
 from metarl.sampling import Rollout, collect
 from metarl.tasks import Task
@@ -395,11 +395,9 @@ class Sampler(ABC):
 def _check_call(tasks: Sequence[Task], episodes: int, horizon: int, seed: int) -> None:
     if not tasks:
         raise ConfigError("a sampler needs at least one task")
-    for name, v in (("episodes", episodes), ("horizon", horizon)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise ConfigError(f"{name} must be a positive int, got {v!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ConfigError(f"seed must be a non-negative int, got {seed!r}")
+    check_count(episodes, "episodes")
+    check_count(horizon, "horizon")
+    check_seed(seed, span=len(tasks) * int(episodes))  # sub-env i is reset with seed + i
 
 
 class LocalSampler(Sampler):
