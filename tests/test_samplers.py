@@ -30,6 +30,7 @@ from metarl.samplers import (
 )
 from metarl.sampling import Rollout, collect
 from metarl.streams import SubEnvRNG
+from metarl.threads import torch_threads
 
 NAV = EnvSpec("metarl/Navigation2D-v0")
 BANDIT_TRIALS = EnvSpec("metarl/Bandit-v0", {"num_arms": 3, "horizon": 2}, episodes_per_trial=3)
@@ -37,10 +38,8 @@ BANDIT_TRIALS = EnvSpec("metarl/Bandit-v0", {"num_arms": 3, "horizon": 2}, episo
 
 @pytest.fixture(autouse=True)
 def _one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+    with torch_threads(1):  # the thread policy's context: restores torch's setting afterwards
+        yield
 
 
 def assert_rollouts_equal(a: Rollout, b: Rollout) -> None:

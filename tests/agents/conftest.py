@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-import torch
+
+from metarl.threads import torch_threads
 
 
 @pytest.fixture(autouse=True)
@@ -12,7 +13,5 @@ def _one_torch_thread():
     # (measured ~10x slower with 2 threads under load), so agent tests run single-threaded.
     # Agents' entry points run under metarl.threads (one thread by default); this also covers
     # the direct torch work of the tests themselves, and restores torch afterwards.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+    with torch_threads(1):  # the thread policy's context: restores torch's setting afterwards
+        yield
