@@ -279,6 +279,8 @@ class RL2(Agent):
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=config.learning_rate, eps=1e-5)
         #: Where rollouts come from (metarl.samplers): local by default, ``RaySampler`` to distribute.
         self.sampler: Sampler = LocalSampler()
+        # The local sampler steps this agent's own trial env for training rollouts (no second copy).
+        self.sampler.adopt(EnvSpec(env_id, self.env_kwargs, config.episodes_per_trial), self.trials)
         self.iteration = 0
         self.env_steps = 0
 
