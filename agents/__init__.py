@@ -11,8 +11,14 @@ from typing import Any
 
 #: Public name -> module (inside metarl.agents) that defines it.
 _EXPORTS: dict[str, str] = {
+    "EMAML": "emaml",
+    "EMAMLConfig": "emaml",
     "MAML": "maml",
     "MAMLConfig": "maml",
+    "ProMP": "promp",
+    "ProMPConfig": "promp",
+    "Reptile": "reptile",
+    "ReptileConfig": "reptile",
     "RL2": "rl2",
     "RL2Config": "rl2",
 }

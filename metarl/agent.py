@@ -59,6 +59,9 @@ __all__ = ["Agent", "EvalResult", "AGENTS", "load_agent_class"]
 #: Registered agents: CLI name -> "module:Class". Agents add themselves here.
 AGENTS: dict[str, str] = {
     "maml": "metarl.agents.maml:MAML",
+    "promp": "metarl.agents.promp:ProMP",
+    "emaml": "metarl.agents.emaml:EMAML",
+    "reptile": "metarl.agents.reptile:Reptile",
     "rl2": "metarl.agents.rl2:RL2",
 }
 

@@ -682,6 +682,36 @@ class GradientMetaAgent(Agent):
 
 
     # ---- training loop -------------------------------------------------------------------------------
+    def _draw_and_adapt(self, iteration: int, lrs: Sequence[float], timers: dict[str, float]) -> tuple[list[TaskBatch], TaskBatch, Params]:
+        """Steps 1-3 of a meta-iteration: draw ``M`` training tasks (from ``(seed, iteration)``),
+        sample, adapt with ``lrs``, sample again (see :meth:`_sample_and_adapt`)."""
+        cfg = self.config
+        tasks = self.venv.unwrapped.distribution.sample(np.random.default_rng(self._seed_for(iteration, 0)), cfg.meta_batch_size)
+        return self._sample_and_adapt(tasks, lrs, cfg.episodes_per_task, self._seed_for(iteration, 1), iteration, timers)
+
+    def _iteration_metrics(
+        self, batches: Sequence[TaskBatch], valid: TaskBatch, timers: dict[str, float], start: float, outer_s: float
+    ) -> dict[str, float]:
+        """The ``rollout/``, ``adapt/``, ``time/`` metrics and ``env_steps`` of one meta-iteration."""
+        cfg = self.config
+        pre = float(batches[0].episode_returns.mean())
+        post = float(valid.episode_returns.mean())
+        success = {}
+        if valid.episode_success is not None:  # Meta-World's metric, beside the return
+            success = {"rollout/pre_success_rate": float(batches[0].episode_success.mean()),
+                       "rollout/success_rate": float(valid.episode_success.mean())}
+        return {
+            "rollout/pre_return": pre,
+            "rollout/post_return": post,
+            "adapt/gain": post - pre,
+            **success,
+            "time/sample_s": timers["sample"],
+            "time/adapt_s": timers["adapt"],
+            "time/outer_s": outer_s,
+            "time/iteration_s": time.perf_counter() - start,
+            "env_steps": (len(batches) + 1) * cfg.meta_batch_size * cfg.episodes_per_task * self.horizon,
+        }
+
     def learn(
         self, iterations: int | None = None, *, progress: bool = True, callback: Callable[[dict[str, float]], None] | None = None
     ) -> list[dict[str, float]]:

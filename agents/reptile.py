@@ -1,0 +1,82 @@
+"""Reptile for policies (Nichol, Achiam and Schulman 2018, "On First-Order Meta-Learning
+Algorithms", Algorithm 2, the batched version).
+
+One meta-iteration: for ``M`` tasks at once, take ``k`` inner policy-gradient steps
+``θ_{j+1} = θ_j - α ∇L_j(θ_j)`` (REINFORCE with the per-task linear baseline; each step on fresh
+episodes of the current adapted policy, all tasks in one batched env and one ``vmap``), then move
+θ towards the adapted parameters:
+
+``θ ← θ + ε · mean_m (θ'_m - θ)``.
+
+No second derivatives and no outer surrogate: the meta-update is the difference of parameters.
+The paper studies supervised few-shot learning; the RL use (policy-gradient inner steps,
+MAML's sampling) is ours, with MAML's settings where they carry over (see the presets).
+Metrics: the rollout ones of MAML (``rollout/post_return`` after the ``k`` steps) and
+``train/meta_step_norm`` (‖ε · mean_m (θ'_m - θ)‖). Presets: ``metarl/presets/reptile-*.yaml``.
+
+>>> from metarl.agents.reptile import Reptile, ReptileConfig
+>>> agent = Reptile("metarl/Navigation2D-v0", ReptileConfig(meta_batch_size=2, episodes_per_task=2, hidden_sizes=(8,), horizon=5))
+>>> agent.train_iteration(0)["env_steps"]  # k = 3 inner steps: 4 batches of 2 x 2 episodes x 5 steps
+80
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+
+from metarl.gradient_meta import GradientMetaAgent, GradientMetaConfig, check_common_config
+from metarl.optim import flatten
+
+__all__ = ["ReptileConfig", "Reptile"]
+
+
+# ==== config =====================================================================================
+@dataclass
+class ReptileConfig(GradientMetaConfig):
+    """Reptile hyper-parameters (sampling and policy: MAML's 2-D navigation defaults)."""
+
+    num_inner_steps: int = 3
+    """Inner policy-gradient steps ``k`` per task (k = 1 is joint training; the paper: k > 1)."""
+    outer_lr: float = 1.0
+    """Meta step size ε (Nichol et al. 2018 few-shot experiments: 1.0; constant here, our choice)."""
+
+
+# ==== agent ======================================================================================
+class Reptile(GradientMetaAgent):
+    """Reptile agent (see the module docstring). ``Reptile(env_id, config, seed=, device=)``."""
+
+    name: ClassVar[str] = "reptile"
+    config_cls: ClassVar[type] = ReptileConfig
+    display: ClassVar[str] = "Reptile"
+    config: ReptileConfig
+
+    def _check_config(self, cfg: Any) -> None:
+        check_common_config(cfg, positive=("outer_lr",))
+
+    def meta_update(self, adapted: dict[str, torch.Tensor]) -> float:
+        """``θ ← θ + ε mean_m (θ'_m - θ)`` for adapted parameters ``[M, ...]``; returns the step's norm."""
+        eps = self.config.outer_lr
+        with torch.no_grad():
+            steps = {n: eps * (adapted[n] - p.unsqueeze(0)).mean(0) for n, p in self.params.items()}
+            for n, p in self.params.items():
+                p.add_(steps[n])
+        return float(flatten(list(steps.values())).norm())
+
+    def train_iteration(self, iteration: int | None = None) -> dict[str, float]:
+        """Sample a meta-batch, take ``k`` inner steps per task, move θ towards the adapted parameters."""
+        it = self.iteration if iteration is None else int(iteration)
+        cfg = self.config
+        start = time.perf_counter()
+        timers = {"sample": 0.0, "adapt": 0.0}
+        batches, valid, adapted = self._draw_and_adapt(it, [cfg.inner_lr] * cfg.num_inner_steps, timers)
+        t0 = time.perf_counter()
+        norm = self.meta_update(adapted)
+        for n, p in self.params.items():
+            self._check_finite(p, f"parameter {n!r} after the meta-update", it)
+        outer_s = time.perf_counter() - t0
+        self.iteration = it + 1
+        return {**self._iteration_metrics(batches, valid, timers, start, outer_s), "train/meta_step_norm": norm}
