@@ -41,6 +41,9 @@ class ReptileConfig(GradientMetaConfig):
 
     num_inner_steps: int = 3
     """Inner policy-gradient steps ``k`` per task (k = 1 is joint training; the paper: k > 1)."""
+    inner_lr: float = 0.3
+    """Inner step size α (ours: on Navigation2D, MAML's 0.1 left no adaptation gain after 20
+    iterations of 10 tasks; 0.3 gives one on every held-out task)."""
     outer_lr: float = 1.0
     """Meta step size ε (Nichol et al. 2018 few-shot experiments: 1.0; constant here, our choice)."""
 
