@@ -16,7 +16,9 @@ loss and update:
 >>> import torch
 >>> logp = torch.zeros(3, 1, requires_grad=True); adv = torch.tensor([[1.0], [-1.0], [2.0]])
 >>> mask = torch.ones(3, 1)
->>> float(lvc_loss(logp, adv, mask)) == float(reinforce_loss(logp, adv, mask))  # both -mean(A)
+>>> g_lvc, = torch.autograd.grad(lvc_loss(logp, adv, mask), logp)
+>>> g_reinforce, = torch.autograd.grad(reinforce_loss(logp, adv, mask), logp)
+>>> torch.equal(g_lvc, g_reinforce)  # the same step; they differ from the second derivative on
 True
 """
 
@@ -196,7 +198,8 @@ def lvc_loss(logp: Tensor, adv: Tensor, mask: Tensor) -> Tensor:
     """Low-variance curvature (LVC) loss: ``-mean_t [π(a_t|s_t) / ⊥π(a_t|s_t)] Â_t``.
 
     Rothfuss et al. 2019 (ProMP), eq. 12, with the reward-to-go replaced by the baselined
-    advantage as in their code. Value and gradient equal :func:`reinforce_loss`; the Hessian is
+    advantage as in their code. Its value is ``-mean_t Â_t``, its gradient that of
+    :func:`reinforce_loss`; the Hessian is
     ``-mean_t Â_t (∇log π_t ∇log π_tᵀ + ∇²log π_t)``: the per-step score products, without
     DiCE's cross-step terms (biased in the curvature, low variance).
     """

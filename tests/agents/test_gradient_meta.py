@@ -135,6 +135,6 @@ def test_lvc_value_gradient_and_hessian_follow_its_formula() -> None:
     torch.testing.assert_close(torch.func.grad(loss)(w), -(wt * score).sum((0, 1)) / n)
     outer = score[..., :, None] * score[..., None, :]
     torch.testing.assert_close(torch.func.hessian(loss)(w), -(wt[..., None] * (outer + hess_logp)).sum((0, 1)) / n)
-    # Same value and gradient as REINFORCE; the Hessians differ by the score outer products.
+    # The same gradient as REINFORCE; the Hessians differ by the score outer products.
     torch.testing.assert_close(torch.func.grad(loss)(w), torch.func.grad(lambda v: loss(v, reinforce_loss))(w))
     torch.testing.assert_close(torch.func.hessian(lambda v: loss(v, reinforce_loss))(w), -(wt[..., None] * hess_logp).sum((0, 1)) / n)
