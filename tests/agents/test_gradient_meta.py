@@ -138,3 +138,37 @@ def test_lvc_value_gradient_and_hessian_follow_its_formula() -> None:
     # The same gradient as REINFORCE; the Hessians differ by the score outer products.
     torch.testing.assert_close(torch.func.grad(loss)(w), torch.func.grad(lambda v: loss(v, reinforce_loss))(w))
     torch.testing.assert_close(torch.func.hessian(lambda v: loss(v, reinforce_loss))(w), -(wt[..., None] * hess_logp).sum((0, 1)) / n)
+
+
+def test_dice_batch_fields_are_discounted_rewards_and_baseline() -> None:
+    """TaskBatch.rewards = γ^t r_t and .values = γ^t b(s_t) (b = G - Â); divided by the task's
+    advantage std when advantages are normalised."""
+    from metarl.sampling import Rollout
+
+    T, M, E = 4, 2, 2
+    g = torch.Generator().manual_seed(0)
+    rewards = torch.randn(T, M * E, generator=g)
+    obs = torch.randn(T, M * E, 2, generator=g)
+    valid = torch.ones(T, M * E)
+    valid[3, 1] = 0  # sub-env 1 (task 0) ended after step 2
+    ro = Rollout(obs, torch.zeros(T, M * E, 2), rewards, torch.zeros(T, M * E, dtype=torch.bool),
+                 torch.zeros(T, M * E, dtype=torch.bool), valid, obs[-1], {})
+    cfg = replace(TINY, gamma=0.9, baseline_reg=1e-3, inner_estimator="dice")
+    raw = MAML("metarl/Navigation2D-v0", replace(cfg, normalize_advantages=False), seed=0)._process(ro, M, E)
+    normed = MAML("metarl/Navigation2D-v0", cfg, seed=0)._process(ro, M, E)
+    G = torch.zeros(T, M * E)
+    run = torch.zeros(M * E)
+    for t in reversed(range(T)):
+        run = (rewards[t] + 0.9 * run) * valid[t]
+        G[t] = run
+    for m in range(M):
+        for e in range(E):
+            n = m * E + e
+            disc = 0.9 ** torch.arange(T, dtype=torch.float32) * valid[:, n]
+            torch.testing.assert_close(raw.rewards[m, :, e], disc * rewards[:, n])
+            torch.testing.assert_close(raw.values[m, :, e], disc * (G[:, n] - raw.advantages[m, :, e]), rtol=1e-4, atol=1e-5)
+        a, mk = raw.advantages[m][raw.mask[m] > 0], raw.mask[m] > 0
+        scale = a.std(unbiased=False) + 1e-8
+        torch.testing.assert_close(normed.rewards[m][mk], raw.rewards[m][mk] / scale)
+        torch.testing.assert_close(normed.values[m][mk], raw.values[m][mk] / scale)
+    assert raw.rewards[0, 3, 1] == 0 and raw.values[0, 3, 1] == 0
