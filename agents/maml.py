@@ -62,11 +62,10 @@ from metarl.gradient_meta import (
 from metarl.losses import ppo_clip_loss
 from metarl.policies import batched_dist_params
 
-__all__ = ["MAMLConfig", "MAML", "TaskBatch", "Adaptation"]
-
-# Shared names kept importable from here (tests and user code written before the move).
+# TaskBatch, Adaptation and eval_lr_schedule moved to metarl.gradient_meta; still importable from
+# here for code written before the move (as is _every_kth_episode).
+__all__ = ["MAMLConfig", "MAML", "TaskBatch", "Adaptation", "eval_lr_schedule"]
 _every_kth_episode = every_kth_episode
-__all__ += ["eval_lr_schedule"]
 
 
 # ==== config =====================================================================================
