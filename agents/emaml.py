@@ -61,7 +61,10 @@ class EMAMLConfig(TRPOMetaConfig):
 
 # ==== agent ======================================================================================
 class EMAML(GradientMetaAgent):
-    """E-MAML agent (see the module docstring). ``EMAML(env_id, config, seed=, device=)``."""
+    """MAML with credit for pre-adaptation exploration (Stadie et al. 2018).
+
+    ``EMAML(env_id, config, seed=, device=, env_kwargs=)``; see the module docstring.
+    """
 
     name: ClassVar[str] = "emaml"
     config_cls: ClassVar[type] = EMAMLConfig

@@ -77,7 +77,10 @@ class ProMPConfig(GradientMetaConfig):
 
 # ==== agent ======================================================================================
 class ProMP(GradientMetaAgent):
-    """ProMP agent (see the module docstring). ``ProMP(env_id, config, seed=, device=)``."""
+    """Proximal Meta-Policy Search, LVC inner loss and clipped outer objective (Rothfuss et al. 2019).
+
+    ``ProMP(env_id, config, seed=, device=, env_kwargs=)``; see the module docstring.
+    """
 
     name: ClassVar[str] = "promp"
     config_cls: ClassVar[type] = ProMPConfig

@@ -50,7 +50,10 @@ class ReptileConfig(GradientMetaConfig):
 
 # ==== agent ======================================================================================
 class Reptile(GradientMetaAgent):
-    """Reptile agent (see the module docstring). ``Reptile(env_id, config, seed=, device=)``."""
+    """First-order meta-learning, θ moves towards the adapted parameters (Nichol et al. 2018).
+
+    ``Reptile(env_id, config, seed=, device=, env_kwargs=)``; see the module docstring.
+    """
 
     name: ClassVar[str] = "reptile"
     config_cls: ClassVar[type] = ReptileConfig
