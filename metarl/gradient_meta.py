@@ -17,8 +17,9 @@ loss and update:
 >>> logp = torch.zeros(3, 1, requires_grad=True); adv = torch.tensor([[1.0], [-1.0], [2.0]])
 >>> mask = torch.ones(3, 1)
 >>> g_lvc, = torch.autograd.grad(lvc_loss(logp, adv, mask), logp)
+>>> g_dice, = torch.autograd.grad(dice_loss(logp, adv, mask), logp)
 >>> g_reinforce, = torch.autograd.grad(reinforce_loss(logp, adv, mask), logp)
->>> torch.equal(g_lvc, g_reinforce)  # the same step; they differ from the second derivative on
+>>> torch.equal(g_lvc, g_reinforce) and torch.allclose(g_dice, g_reinforce)  # one step; they differ from the second derivative on
 True
 """
 
@@ -212,20 +213,23 @@ def magic_box(x: Tensor) -> Tensor:
     return torch.exp(x - x.detach())
 
 
-def dice_loss(logp: Tensor, rewards: Tensor, values: Tensor, mask: Tensor) -> Tensor:
-    """DiCE loss of the episodes ``[T, E]`` (Foerster et al. 2018, eq. 5, with its baseline of §4.2).
+def dice_loss(logp: Tensor, adv: Tensor, mask: Tensor) -> Tensor:
+    """DiCE loss in its advantage form: ``-mean_t [⧖(Σ_{t'≤t} log π_t') - ⧖(Σ_{t'<t} log π_t')] Â_t``.
 
-    ``-(1/n) Σ_{t,e} [⧖(Σ_{t'≤t} log π_{t',e}) r_{t,e} + (1 - ⧖(log π_{t,e})) b_{t,e}]`` over the
-    ``n`` valid steps, with ``rewards`` the per-step rewards discounted to the episode start
-    (``γ^t r_t``) and ``values`` the baseline ``γ^t b(s_t)``. Every derivative of it is an unbiased
-    estimator of that derivative of the expected return: the first is the score-function gradient
-    ``Σ_t ∇log π_t (Σ_{t'≥t} r_{t'} - b_t)``, the second adds the cross-step score products that
-    :func:`reinforce_loss` drops.
+    Foerster et al. 2018 (eq. 5) written with advantages as in Farquhar et al. 2019 ("loaded
+    DiCE", §4, with no discount on past dependencies); the baseline inside ``Â_t = G_t - b(s_t)``
+    enters as Mao et al. 2019's ``⧖(a_{<t})(1 - ⧖(a_t)) b(s_t)``, which also lowers the variance of
+    the second derivative. Value 0 (⧖ is 1). First derivative: ``-mean_t ∇log π_t Â_t``, the
+    step of :func:`reinforce_loss` with the same ``Â`` (so one α serves both); second derivative:
+    ``-mean_t Â_t (∇S_≤t ∇S_≤tᵀ - ∇S_<t ∇S_<tᵀ + ∇²log π_t)`` with ``S`` the summed log-probs
+    of the episode: the cross-step score products that REINFORCE's Hessian drops. With
+    ``Â_t = γ^t (Σ_{t'≥t} γ^{t'-t} r_t' - b_t)`` every derivative is unbiased for the discounted
+    return; the agents pass the same (γ^t-free, normalised) advantages as REINFORCE, matching its
+    first-order step exactly (the usual practice; Finn et al. 2017 and ProMP's code drop γ^t too).
     """
     logp = logp * mask
-    deps = magic_box(logp.cumsum(0))  # ⧖ of all actions up to t of the same episode (causality)
-    obj = deps * rewards + (1.0 - magic_box(logp)) * values
-    return -(obj * mask).sum() / mask.sum().clamp_min(1.0)
+    upto = logp.cumsum(0)  # S_≤t: every action of the same episode up to t (causality)
+    return -((magic_box(upto) - magic_box(upto - logp)) * adv * mask).sum() / mask.sum().clamp_min(1.0)
 
 
 _INNER_LOSSES: dict[str, Callable[..., Tensor]] = {"reinforce": reinforce_loss, "lvc": lvc_loss, "dice": dice_loss}
@@ -243,9 +247,6 @@ class TaskBatch(NamedTuple):
         episode_returns: ``[M, E]`` undiscounted returns.
         episode_success: ``[M, E]`` 1 where the episode succeeded (envs reporting
             ``info["success"]``, e.g. Meta-World), else None.
-        rewards: ``[M, T, E]`` rewards discounted to the episode start, ``γ^t r_t`` (DiCE only,
-            else None), divided by the task's advantage scale when advantages are normalised.
-        values: ``[M, T, E]`` the baseline ``γ^t b(s_t)`` on the same scale (DiCE only, else None).
     """
 
     obs: Tensor
@@ -254,8 +255,6 @@ class TaskBatch(NamedTuple):
     mask: Tensor
     episode_returns: Tensor
     episode_success: Tensor | None = None
-    rewards: Tensor | None = None
-    values: Tensor | None = None
 
 
 class Adaptation(NamedTuple):
@@ -299,8 +298,7 @@ def _at(iteration: int) -> str:
 
 def every_kth_episode(batch: TaskBatch, k: int) -> TaskBatch:
     """The batch restricted to every ``k``-th episode of each task."""
-    sub = [None if x is None else x[:, :, ::k] for x in (batch.rewards, batch.values)]
-    return TaskBatch(*(x[:, :, ::k] for x in batch[:4]), batch.episode_returns[:, ::k], None, *sub)
+    return TaskBatch(*(x[:, :, ::k] for x in batch[:4]), batch.episode_returns[:, ::k], None)
 
 
 # ==== the shared agent ===========================================================================
@@ -427,7 +425,6 @@ class GradientMetaAgent(Agent):
             adv, _ = gae(ro.rewards * mask, values, next_values, end, end, cfg.gamma, cfg.gae_lambda)
             adv = adv * mask
         adv = adv.reshape(-1, M, E)
-        dice = self._dice_terms(ro.rewards, values, adv, mask.reshape(-1, M, E)) if self.inner_estimator == "dice" else (None, None)
         if cfg.normalize_advantages:
             adv = normalize_advantages(adv, mask.reshape(-1, M, E), dim=(0, 2))
         actions = ro.extras.get("raw_action", ro.actions)
@@ -438,36 +435,12 @@ class GradientMetaAgent(Agent):
             mask=task_major(mask, M, E),
             episode_returns=ro.episode_returns.reshape(M, E),
             episode_success=None if ro.success is None else ro.episode_success.reshape(M, E),
-            rewards=dice[0],
-            values=dice[1],
         )
 
-    def _dice_terms(self, rewards: Tensor, values: Tensor, adv: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-        """DiCE's ``γ^t r_t`` and ``γ^t b(s_t)``, task-major ``[M, T, E]`` (see :func:`dice_loss`).
-
-        With normalised advantages both are divided by the std of the task's advantages, so that
-        the first-order DiCE step has the scale of the normalised REINFORCE step and the same α
-        serves either estimator (our choice; the DiCE paper has no normalisation).
-        """
-        T, M, E = mask.shape
-        discount = self.config.gamma ** torch.arange(T, dtype=rewards.dtype, device=rewards.device)
-        r = rewards.reshape(T, M, E) * mask * discount[:, None, None]
-        b = values.reshape(T, M, E) * mask * discount[:, None, None]
-        if self.config.normalize_advantages:
-            n = mask.sum((0, 2), keepdim=True).clamp_min(1.0)
-            centred = (adv - (adv * mask).sum((0, 2), keepdim=True) / n) * mask
-            scale = ((centred**2).sum((0, 2), keepdim=True) / n).sqrt() + 1e-8
-            r, b = r / scale, b / scale
-        return r.transpose(0, 1), b.transpose(0, 1)
-
     # ---- inner loop (Finn et al. 2017, eq. 1; the estimator is the config's) --------------------
-    def _inner_loss(
-        self, params: Params, obs: Tensor, actions: Tensor, adv: Tensor, mask: Tensor, rewards: Tensor | None = None, values: Tensor | None = None
-    ) -> Tensor:
+    def _inner_loss(self, params: Params, obs: Tensor, actions: Tensor, adv: Tensor, mask: Tensor) -> Tensor:
         """Inner loss of ONE task (axes ``[T, E]``): :func:`reinforce_loss`, :func:`lvc_loss` or :func:`dice_loss`."""
         logp = self.policy.log_prob(self.policy.dist_params(params, obs), actions)
-        if self.inner_estimator == "dice":
-            return dice_loss(logp, rewards, values, mask)
         return _INNER_LOSSES[self.inner_estimator](logp, adv, mask)
 
     def _adapt_step(self, params: Params, batch: TaskBatch, lr: float, *, first_order: bool, iteration: int) -> Params:
@@ -481,8 +454,7 @@ class GradientMetaAgent(Agent):
         # fall out of cache and one huge vmap runs 2x slower than chunks (benchmarks/bench_maml.py).
         chunk = max(1, _VMAP_CHUNK_SAMPLES // (T * E))
         grad_fn = torch.func.vmap(torch.func.grad(self._inner_loss), chunk_size=chunk if chunk < M else None)
-        extra = (batch.rewards, batch.values) if self.inner_estimator == "dice" else ()
-        grads = grad_fn(params, batch.obs, batch.actions, batch.advantages, batch.mask, *extra)
+        grads = grad_fn(params, batch.obs, batch.actions, batch.advantages, batch.mask)
         for name, g in grads.items():
             if not torch.isfinite(g).all():
                 raise TrainingDivergedError(f"{_at(iteration)}: inner-loop gradient of {name!r} is not finite")

@@ -38,20 +38,16 @@ AGENTS = {
 ENV = "metarl/Navigation2D-v0"
 
 
-def _batch(M: int, T: int, E: int, seed: int, dice: bool = False) -> TaskBatch:
+def _batch(M: int, T: int, E: int, seed: int) -> TaskBatch:
     g = torch.Generator().manual_seed(seed)
     mask = torch.ones(M, T, E, dtype=torch.float64)
     mask[0, -2:, 0] = 0  # one episode ended early: its tail must not count
-    r = torch.randn(M, T, E, generator=g, dtype=torch.float64) * mask if dice else None
-    v = torch.randn(M, T, E, generator=g, dtype=torch.float64) * mask if dice else None
     return TaskBatch(
         obs=torch.randn(M, T, E, 2, generator=g, dtype=torch.float64),
         actions=torch.randn(M, T, E, 2, generator=g, dtype=torch.float64),
         advantages=torch.randn(M, T, E, generator=g, dtype=torch.float64),
         mask=mask,
         episode_returns=torch.randn(M, E, generator=g, dtype=torch.float64),
-        rewards=r,
-        values=v,
     )
 
 
@@ -78,15 +74,14 @@ def test_batched_inner_step_differentiates_lvc_and_dice_like_plain_autograd(cls,
     cfg = (ProMPConfig if cls is ProMP else MAMLConfig)(**{**SMALL, "hidden_sizes": (4,)}, inner_estimator=estimator, inner_lr=0.5)
     agent = _double(cls(ENV, cfg, seed=1))
     M = 2
-    batch = _batch(M, 3, 2, seed=3, dice=estimator == "dice")
+    batch = _batch(M, 3, 2, seed=3)
     weights = {k: torch.randn(M, *v.shape, generator=torch.Generator().manual_seed(4), dtype=torch.float64) for k, v in agent.params.items()}
     plist = list(agent.params.values())
     adapted = agent._adapt_step(stack_params(agent.params, M), batch, 0.5, first_order=False, iteration=0)
     batched = torch.autograd.grad(sum((weights[k] * adapted[k]).sum() for k in adapted), plist)
     total = 0.0
     for m in range(M):
-        extra = (batch.rewards[m], batch.values[m]) if estimator == "dice" else ()
-        loss = agent._inner_loss(agent.params, batch.obs[m], batch.actions[m], batch.advantages[m], batch.mask[m], *extra)
+        loss = agent._inner_loss(agent.params, batch.obs[m], batch.actions[m], batch.advantages[m], batch.mask[m])
         grads = torch.autograd.grad(loss, plist, create_graph=True)
         total = total + sum((weights[k][m] * (p - 0.5 * g)).sum() for (k, p), g in zip(agent.params.items(), grads, strict=True))
     looped = torch.autograd.grad(total, plist)

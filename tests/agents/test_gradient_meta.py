@@ -2,8 +2,9 @@
 
 - MAML's result is pinned across the move of its machinery into metarl.gradient_meta;
 - DiCE (Foerster et al. 2018): value, first and second derivatives against their definitions
-  (exactly), and the Hessian in expectation against the analytic Hessian of the expected return,
-  which the REINFORCE loss's Hessian (MAML's second-order term) misses;
+  (exactly; the first is REINFORCE's inner step, also on an agent's batch), and the Hessian in
+  expectation against the analytic Hessian of the expected return, which the REINFORCE loss's
+  Hessian (MAML's second-order term) misses;
 - LVC (Rothfuss et al. 2019): value, gradient and Hessian against its formula.
 """
 
@@ -50,60 +51,77 @@ SIGMA, GOAL, GAMMA = 0.7, 0.4, 0.9
 
 
 def _two_step(theta: torch.Tensor, episodes: int, seed: int):
+    """``(log π, Â, score)`` ``[T, E]``, ``Â_t = γ^t (Σ_{t'≥t} γ^{t'-t} r_t' - b_t)``: the advantage
+    with which DiCE's derivatives are unbiased for the discounted return (see dice_loss)."""
     g = torch.Generator().manual_seed(seed)
     a = theta.detach() + SIGMA * torch.randn(2, episodes, generator=g, dtype=torch.float64)  # [T, E]
     logp = -0.5 * ((a - theta) / SIGMA) ** 2  # + const
     discount = torch.tensor([[1.0], [GAMMA]], dtype=torch.float64)
     rewards = -((a - GOAL) ** 2) * discount  # γ^t r_t
-    values = 0.3 * torch.randn(2, episodes, generator=g, dtype=torch.float64) * discount  # any baseline
+    values = 0.3 * torch.randn(2, episodes, generator=g, dtype=torch.float64) * discount  # any baseline, γ^t b_t
+    adv = rewards.flip(0).cumsum(0).flip(0) - values
     score = (a - theta.detach()) / SIGMA**2  # ∂ log π / ∂θ; ∂² log π / ∂θ² = -1/σ²
-    return logp, rewards, values, score
+    return logp, adv, score
 
 
-def _dice_objective(theta: torch.Tensor, episodes: int, seed: int) -> torch.Tensor:
-    logp, rewards, values, _ = _two_step(theta, episodes, seed)
-    mask = torch.ones_like(rewards)
-    return -dice_loss(logp, rewards, values, mask) * 2  # × T: the mean over episodes of the DiCE objective
+def _dice_hessian_by_hand(adv: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """Per episode: Σ_t Â_t (S'_≤t² - S'_<t² - 1/σ²), S' = Σ scores (dice_loss's docstring)."""
+    upto = s.cumsum(0)
+    return (adv * (upto**2 - (upto - s) ** 2 - 1 / SIGMA**2)).sum(0)
 
 
 def test_dice_value_and_first_two_derivatives_equal_their_definitions_exactly() -> None:
     theta = torch.tensor(0.1, dtype=torch.float64, requires_grad=True)
     E = 64
-    _, rewards, values, s = _two_step(theta, E, seed=0)
-    obj = _dice_objective(theta, E, seed=0)
-    (d1,) = torch.autograd.grad(obj, theta, create_graph=True)
+    logp, adv, s = _two_step(theta, E, seed=0)
+    mask = torch.ones_like(adv)
+    mask[1, 3] = 0  # episode 3 ended after one step: its second step must not count
+    n = mask.sum()
+    (r1,) = torch.autograd.grad(reinforce_loss(logp, adv, mask), theta, retain_graph=True)
+    loss = dice_loss(logp, adv, mask)
+    (d1,) = torch.autograd.grad(loss, theta, create_graph=True)
     (d2,) = torch.autograd.grad(d1, theta)
-    # ⧖ is 1 in value: the objective is the mean discounted return (the baseline term is 0).
-    torch.testing.assert_close(obj.detach(), rewards.sum(0).mean())
-    # First derivative: the score-function gradient with causal reward-to-go minus the baseline.
-    reward_to_go = rewards.flip(0).cumsum(0).flip(0)
-    torch.testing.assert_close(d1.detach(), (s * (reward_to_go - values)).sum(0).mean())
-    # Second derivative: Σ_t r_t [(Σ_{t'≤t} s_t')² + Σ_{t'≤t} (-1/σ²)] - Σ_t b_t (s_t² - 1/σ²).
-    cum_s = s.cumsum(0)
-    steps = torch.tensor([[1.0], [2.0]], dtype=torch.float64)
-    hand = (rewards * (cum_s**2 - steps / SIGMA**2)).sum(0) - (values * (s**2 - 1 / SIGMA**2)).sum(0)
-    torch.testing.assert_close(d2, hand.mean())
+    assert float(loss) == 0.0  # ⧖ is 1: the value carries no information
+    # First derivative: REINFORCE's, with the same advantages (the same inner step).
+    torch.testing.assert_close(d1.detach(), r1)
+    torch.testing.assert_close(d1.detach(), -(s * adv * mask).sum() / n)
+    # Second derivative: Σ_t Â_t (S'_≤t² - S'_<t² - 1/σ²) over the valid steps.
+    torch.testing.assert_close(d2, -_dice_hessian_by_hand(adv * mask, s * mask).sum() / n)
+
+
+def test_dice_inner_step_is_the_reinforce_step_on_an_agent_batch() -> None:
+    """On a sampled batch (normalised advantages, baseline, γ < 1) DiCE and REINFORCE adapt θ to
+    the same θ': the estimators differ only in the meta-gradient (second derivatives)."""
+    from metarl.policies import stack_params
+
+    cfg = replace(TINY, meta_batch_size=2, episodes_per_task=5, horizon=20, inner_estimator="dice")
+    dice, plain = MAML("metarl/Navigation2D-v0", cfg, seed=0), MAML("metarl/Navigation2D-v0", replace(cfg, inner_estimator="reinforce"), seed=0)
+    batches, _, _ = dice._draw_and_adapt(0, [cfg.inner_lr], {"sample": 0.0, "adapt": 0.0})
+    theta = stack_params({k: v.detach() for k, v in dice.params.items()}, 2)
+    a = dice._adapt_step(theta, batches[0], 0.1, first_order=True, iteration=0)
+    b = plain._adapt_step(theta, batches[0], 0.1, first_order=True, iteration=0)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
+        assert not torch.equal(a[k], theta[k]), k
 
 
 def test_dice_hessian_is_unbiased_and_the_reinforce_hessian_is_not() -> None:
     theta = torch.tensor(0.1, dtype=torch.float64, requires_grad=True)
     E = 200_000
-    logp, rewards, values, s = _two_step(theta, E, seed=1)
+    logp, adv, s = _two_step(theta, E, seed=1)
     exact = -2 * (1 + GAMMA)  # J''(θ)
-    obj = _dice_objective(theta, E, seed=1)
-    (d1,) = torch.autograd.grad(obj, theta, create_graph=True)
+    ones = torch.ones_like(logp)
+    (d1,) = torch.autograd.grad(-dice_loss(logp, adv, ones) * 2, theta, create_graph=True)  # × T: mean over episodes
     (d2,) = torch.autograd.grad(d1, theta)
     # Per-episode Hessian estimates (the formula checked exactly above) give the standard error.
-    cum_s = s.cumsum(0)
-    steps = torch.tensor([[1.0], [2.0]], dtype=torch.float64)
-    per_episode = (rewards * (cum_s**2 - steps / SIGMA**2)).sum(0) - (values * (s**2 - 1 / SIGMA**2)).sum(0)
+    per_episode = _dice_hessian_by_hand(adv, s)
+    torch.testing.assert_close(d2, per_episode.mean())
     se = float(per_episode.std() / E**0.5)
     assert abs(float(d2) - exact) < 4 * se, (float(d2), exact, se)
-    # The REINFORCE loss with the same samples (MAML's inner loss, advantages = reward-to-go):
-    # its Hessian is E[Σ_t G_t ∂²log π] = -(1/σ²) E[Σ_t G_t], not J''.
-    reward_to_go = rewards.flip(0).cumsum(0).flip(0)
-    loss = reinforce_loss(logp, reward_to_go, torch.ones_like(logp)) * -2
-    (g1,) = torch.autograd.grad(loss, theta, create_graph=True)
+    # The REINFORCE loss with the same samples (MAML's inner loss): its Hessian is
+    # E[Σ_t Â_t ∂²log π] = -(1/σ²) E[Σ_t Â_t], not J''.
+    logp, _, _ = _two_step(theta, E, seed=1)
+    (g1,) = torch.autograd.grad(reinforce_loss(logp, adv, ones) * -2, theta, create_graph=True)
     (g2,) = torch.autograd.grad(g1, theta)
     assert abs(float(g2) - exact) > 20 * se, (float(g2), exact, se)
 
@@ -138,37 +156,3 @@ def test_lvc_value_gradient_and_hessian_follow_its_formula() -> None:
     # The same gradient as REINFORCE; the Hessians differ by the score outer products.
     torch.testing.assert_close(torch.func.grad(loss)(w), torch.func.grad(lambda v: loss(v, reinforce_loss))(w))
     torch.testing.assert_close(torch.func.hessian(lambda v: loss(v, reinforce_loss))(w), -(wt[..., None] * hess_logp).sum((0, 1)) / n)
-
-
-def test_dice_batch_fields_are_discounted_rewards_and_baseline() -> None:
-    """TaskBatch.rewards = γ^t r_t and .values = γ^t b(s_t) (b = G - Â); divided by the task's
-    advantage std when advantages are normalised."""
-    from metarl.sampling import Rollout
-
-    T, M, E = 4, 2, 2
-    g = torch.Generator().manual_seed(0)
-    rewards = torch.randn(T, M * E, generator=g)
-    obs = torch.randn(T, M * E, 2, generator=g)
-    valid = torch.ones(T, M * E)
-    valid[3, 1] = 0  # sub-env 1 (task 0) ended after step 2
-    ro = Rollout(obs, torch.zeros(T, M * E, 2), rewards, torch.zeros(T, M * E, dtype=torch.bool),
-                 torch.zeros(T, M * E, dtype=torch.bool), valid, obs[-1], {})
-    cfg = replace(TINY, gamma=0.9, baseline_reg=1e-3, inner_estimator="dice")
-    raw = MAML("metarl/Navigation2D-v0", replace(cfg, normalize_advantages=False), seed=0)._process(ro, M, E)
-    normed = MAML("metarl/Navigation2D-v0", cfg, seed=0)._process(ro, M, E)
-    G = torch.zeros(T, M * E)
-    run = torch.zeros(M * E)
-    for t in reversed(range(T)):
-        run = (rewards[t] + 0.9 * run) * valid[t]
-        G[t] = run
-    for m in range(M):
-        for e in range(E):
-            n = m * E + e
-            disc = 0.9 ** torch.arange(T, dtype=torch.float32) * valid[:, n]
-            torch.testing.assert_close(raw.rewards[m, :, e], disc * rewards[:, n])
-            torch.testing.assert_close(raw.values[m, :, e], disc * (G[:, n] - raw.advantages[m, :, e]), rtol=1e-4, atol=1e-5)
-        a, mk = raw.advantages[m][raw.mask[m] > 0], raw.mask[m] > 0
-        scale = a.std(unbiased=False) + 1e-8
-        torch.testing.assert_close(normed.rewards[m][mk], raw.rewards[m][mk] / scale)
-        torch.testing.assert_close(normed.values[m][mk], raw.values[m][mk] / scale)
-    assert raw.rewards[0, 3, 1] == 0 and raw.values[0, 3, 1] == 0
