@@ -56,7 +56,9 @@ class EMAMLConfig(TRPOMetaConfig):
     outer_lr: float = 1e-3
     """Adam step size of the VPG outer step (ProMP's E-MAML-VPG: 1e-3)."""
     exploration_weight: float = 1.0
-    """Weight λ of the exploration term (1: the plain gradient of the post-adaptation return)."""
+    """Weight λ of the exploration term (ours; 1 weighs it like the MAML surrogate: both are per-step
+    means of standardised quantities, which is a choice of scale, not the exact gradient of the
+    post-adaptation return, whose two terms carry the returns' own scales)."""
 
 
 # ==== agent ======================================================================================
