@@ -63,6 +63,11 @@ class Reptile(GradientMetaAgent):
     def _check_config(self, cfg: Any) -> None:
         check_common_config(cfg, positive=("outer_lr",))
 
+    def eval_lrs(self, num_steps: int) -> list[float]:
+        """α at every evaluation step: the schedule of the ``k`` inner steps that meta-training
+        optimises for (MAML's α-then-α/2 would evaluate a schedule Reptile never trained for)."""
+        return [self.config.inner_lr] * num_steps
+
     def meta_update(self, adapted: dict[str, torch.Tensor]) -> float:
         """``θ ← θ + ε mean_m (θ'_m - θ)`` for adapted parameters ``[M, ...]``; returns the step's norm."""
         eps = self.config.outer_lr

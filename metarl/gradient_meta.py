@@ -709,12 +709,16 @@ class GradientMetaAgent(Agent):
 
 
     # ---- adaptation and evaluation -------------------------------------------------------------------
+    def eval_lrs(self, num_steps: int) -> list[float]:
+        """Step sizes of ``num_steps`` evaluation steps: α, then α/2 (:func:`eval_lr_schedule`)."""
+        return eval_lr_schedule(self.config.inner_lr, num_steps) if num_steps else []
+
     def _curve(self, tasks: Sequence[Task], num_steps: int, seed: int, episodes: int) -> tuple[np.ndarray, Params, np.ndarray | None]:
         checked = [self.venv.unwrapped.distribution.check(t) for t in tasks]
         if not checked:
             raise ConfigError("need at least one task to adapt to")
         timers = {"sample": 0.0, "adapt": 0.0}
-        lrs = eval_lr_schedule(self.config.inner_lr, num_steps) if num_steps else []
+        lrs = self.eval_lrs(num_steps)
         batches, final, adapted = self._sample_and_adapt(checked, lrs, episodes, seed, -1, timers)
         rets = [b.episode_returns.mean(1) for b in [*batches, final]]
         success = None
@@ -723,8 +727,8 @@ class GradientMetaAgent(Agent):
         return torch.stack(rets, 1).cpu().double().numpy(), adapted, success
 
     def adapt(self, task: Task | dict | str, num_steps: int = 1, *, seed: int = 0, episodes: int | None = None) -> Adaptation:
-        """Adapt to one task with ``num_steps`` policy-gradient steps (α, then α/2: the paper's
-        evaluation schedule), sampling ``episodes`` (default ``episodes_per_task``) per step."""
+        """Adapt to one task with ``num_steps`` policy-gradient steps (step sizes :meth:`eval_lrs`),
+        sampling ``episodes`` (default ``episodes_per_task``) per step."""
         if isinstance(num_steps, bool) or not isinstance(num_steps, (int, np.integer)) or num_steps < 0:
             raise ConfigError(f"num_steps must be a non-negative int, got {num_steps!r}")
         returns, params, _ = self._curve([task], int(num_steps), seed, episodes or self.config.episodes_per_task)
@@ -740,7 +744,7 @@ class GradientMetaAgent(Agent):
             x="gradient_steps",
             returns=returns,
             success=success,
-            extra={"inner_lrs": eval_lr_schedule(self.config.inner_lr, K) if K else [], "episodes_per_task": self.config.episodes_per_task},
+            extra={"inner_lrs": self.eval_lrs(K), "episodes_per_task": self.config.episodes_per_task},
         )
 
     # ---- state -----------------------------------------------------------------------------------------

@@ -199,6 +199,20 @@ def test_reptile_update_is_theta_plus_eps_times_the_mean_adapted_difference() ->
     assert any(float(s.abs().max()) > 0 for s in step.values())
 
 
+def test_reptile_evaluates_with_the_step_size_it_trains_with() -> None:
+    """Reptile meta-trains for k steps of α: its held-out curve uses α at every step (MAML: α, α/2)."""
+    cfg = ReptileConfig(**SMALL, inner_lr=0.3)
+    agent, maml = Reptile(ENV, cfg, seed=0), MAML(ENV, MAMLConfig(**SMALL, inner_lr=0.3), seed=0)
+    tasks = agent.held_out_tasks()[:2]
+    assert agent.evaluate(tasks, seed=0, num_steps=3).extra["inner_lrs"] == [0.3, 0.3, 0.3]
+    assert maml.evaluate(tasks, seed=0, num_steps=3).extra["inner_lrs"] == [0.3, 0.15, 0.15]
+    # The adapted parameters are those of three α-steps on the evaluation episodes.
+    _, _, adapted = agent._sample_and_adapt(tasks[:1], [0.3] * 3, cfg.episodes_per_task, 0, -1, {"sample": 0.0, "adapt": 0.0})
+    one = agent.adapt(tasks[0], 3, seed=0)
+    for k, v in one.params.items():
+        torch.testing.assert_close(v, adapted[k][0])
+
+
 # ---- all: determinism, exact resume, bad configs ------------------------------------------------
 @pytest.mark.parametrize("name", sorted(AGENTS))
 def test_same_seed_same_run_and_resume_is_exact(name: str, tmp_path) -> None:
