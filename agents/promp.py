@@ -6,6 +6,8 @@ MAML's sampling and adaptation with two changes to its losses:
    ``J_LVC = Σ_t [π_θ(a_t|s_t) / ⊥π_θ(a_t|s_t)] Â_t``. Same step as REINFORCE, but
    differentiating the step again gives the score products the meta-gradient needs, with less
    variance than DiCE (``inner_estimator="dice"``, Foerster et al. 2018, is the unbiased option).
+   In the outer steps after the first, θ no longer sampled the inner episodes: each step's
+   term is importance-weighted by ``⊥π_θk / π_θk^old`` (ProMP's code).
 2. **Outer objective** (eq. 13), optimised with Adam for ``promp_steps`` steps on one meta-batch
    (no re-sampling): PPO's clipped surrogate of the adapted policies on the post-adaptation
    episodes, against the adapted policies that sampled them, plus a KL penalty per inner step,
@@ -112,8 +114,15 @@ class ProMP(GradientMetaAgent):
         M = valid.mask.shape[0]
         p = stack_params(self.params, M)
         inner_dists = []
-        for batch in batches:  # θ_0 = θ, θ_{k+1} = θ_k - α ∇L_LVC(θ_k): second order throughout
+        for k, batch in enumerate(batches):  # θ_0 = θ, θ_{k+1} = θ_k - α ∇L_LVC(θ_k): second order throughout
             inner_dists.append(batched_dist_params(self.policy, p, batch.obs))
+            if old is not None:
+                # The episodes came from the sampling θ_k^old: the LVC term π_θk/⊥π_θk · Â gets the
+                # importance weight ⊥π_θk/π_θk^old, i.e. π_θk/π_θk^old · Â (ProMP's code,
+                # likelihood_ratio_sym against the sampling distribution); 1 at the first step.
+                logp = self.policy.log_prob(tuple(d.detach() for d in inner_dists[-1]), batch.actions)
+                weight = torch.exp(logp - self.policy.log_prob(old["inner"][k], batch.actions))
+                batch = batch._replace(advantages=batch.advantages * weight)
             p = self._adapt_step(p, batch, cfg.inner_lr, first_order=False, iteration=iteration)
         dist = batched_dist_params(self.policy, p, valid.obs)
         if old is None:

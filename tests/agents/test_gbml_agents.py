@@ -110,7 +110,9 @@ def test_promp_objective_equals_a_hand_computation() -> None:
         for m in range(M):
             logp = _gauss_logp(batch_inner.obs[m] @ W.T + b, ls, batch_inner.actions[m])
             A, mk = batch_inner.advantages[m], batch_inner.mask[m]
-            lvc = -(torch.exp(logp - logp.detach()) * A * mk).sum() / mk.sum()  # Rothfuss et al. 2019, eq. 12
+            # Rothfuss et al. 2019, eq. 12, importance-weighted to the sampling θ_old (ProMP's code).
+            logp_old = _gauss_logp(old["inner"][0][0][m], old["inner"][0][1][m], batch_inner.actions[m])
+            lvc = -(torch.exp(logp - logp_old) * A * mk).sum() / mk.sum()
             gW, gb, gls = torch.autograd.grad(lvc, (W, b, ls), create_graph=True)
             W1, b1, ls1 = W - 0.3 * gW, b - 0.3 * gb, ls - 0.3 * gls
             mu_old, ls_old = old["outer"][0][m], old["outer"][1][m]
