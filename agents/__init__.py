@@ -15,6 +15,8 @@ _EXPORTS: dict[str, str] = {
     "MAMLConfig": "maml",
     "RL2": "rl2",
     "RL2Config": "rl2",
+    "PEARL": "pearl",
+    "PEARLConfig": "pearl",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -60,6 +60,7 @@ __all__ = ["Agent", "EvalResult", "AGENTS", "load_agent_class"]
 AGENTS: dict[str, str] = {
     "maml": "metarl.agents.maml:MAML",
     "rl2": "metarl.agents.rl2:RL2",
+    "pearl": "metarl.agents.pearl:PEARL",
 }
 
 
