@@ -226,14 +226,19 @@ class TanhGaussianActor(nn.Module):
         return self.center + self.half_range * torch.tanh(u)
 
     def rsample(self, x: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Reparameterised ``(action, log π(action), mean, log_std)``; log π includes the squash Jacobian."""
+        """Reparameterised ``(action, log π, mean, log_std)``.
+
+        ``log π`` is the density of the action in the box normalised to ``[-1, 1]`` (the tanh
+        Jacobian included, the box's scale not): PEARL runs its envs in rlkit's
+        ``NormalizedBoxEnv``, so its temperature and target entropy ``-|A|`` are on that scale.
+        """
         mean, log_std = self.dist(x)
         eps = torch.randn(mean.shape, generator=generator).to(mean.device)
         u = mean + log_std.exp() * eps
         normal = -0.5 * eps.pow(2) - log_std - 0.5 * math.log(2 * math.pi)
-        # log|d a / d u| = log(half_range) + log(1 - tanh(u)^2), the latter in the stable form
-        # 2 (log 2 - u - softplus(-2u)) (as in Spinning Up's SAC).
-        log_det = torch.log(self.half_range) + 2.0 * (math.log(2.0) - u - nn.functional.softplus(-2.0 * u))
+        # log|d tanh(u) / d u| = log(1 - tanh(u)^2) in the stable form 2 (log 2 - u - softplus(-2u))
+        # (as in Spinning Up's SAC).
+        log_det = 2.0 * (math.log(2.0) - u - nn.functional.softplus(-2.0 * u))
         return self.squash(u), (normal - log_det).sum(-1), mean, log_std
 
 
@@ -606,7 +611,9 @@ class PEARL(Agent):
         self.env_steps = int(state["env_steps"])
 
     def spaces_signature(self) -> dict[str, str]:
-        return {"observation_space": str(self.observation_space), "action_space": str(self.action_space)}
+        # Own keys: the trainer records the single env's spaces under the plain names, and a
+        # single env built by gym.make can differ in bounds (gym.make takes max_episode_steps itself).
+        return {"batched_observation_space": str(self.observation_space), "batched_action_space": str(self.action_space)}
 
     def save(self, path: str | os.PathLike) -> None:
         """Write a checkpoint (:mod:`metarl.checkpoint` format) with config, env and state."""
