@@ -68,6 +68,8 @@ class PEARLConfig:
     ``configs/default.py`` where it has the field, sized down where it would not fit a laptop
     (noted); presets hold the paper's per-env values."""
 
+    iterations: int = 30
+    """Iterations ``metarl train`` runs when ``--iterations`` is not given (PEARL: 500 on MuJoCo)."""
     encoder: Literal["np", "mean", "attention"] = "np"
     """Context encoder: np (product of Gaussians, PEARL), mean (Prototypical Nets), attention (Matching Nets)."""
     num_train_tasks: int = 40
@@ -144,7 +146,7 @@ def check_config(config: PEARLConfig) -> PEARLConfig:
         raise ConfigError(f"PEARL needs a PEARLConfig, got {type(config).__name__}")
     if config.encoder not in ENCODERS:
         raise ConfigError(f"PEARLConfig.encoder must be one of {list(ENCODERS)}, got {config.encoder!r}")
-    positive = ("num_train_tasks", "latent_dim", "meta_batch", "num_tasks_sample", "num_steps_prior", "batch_size",
+    positive = ("iterations", "num_train_tasks", "latent_dim", "meta_batch", "num_tasks_sample", "num_steps_prior", "batch_size",
                 "embedding_batch_size", "replay_capacity", "eval_episodes", "eval_trials_per_task", "sample_block")
     non_negative = ("num_initial_steps", "num_steps_posterior", "num_extra_rl_steps_posterior", "num_train_steps_per_itr", "horizon", "num_exp_traj_eval")
     for name in positive + non_negative:
@@ -285,7 +287,6 @@ class PEARL(Agent):
     config_cls: ClassVar[type] = PEARLConfig
     default_env: ClassVar[str] = "metarl/Navigation2D-v0"
     default_env_kwargs: ClassVar[dict[str, Any]] = {"max_episode_steps": 20}
-    default_iterations: ClassVar[int] = 30
     headline: ClassVar[str] = "rollout/posterior_return"
 
     def __init__(
@@ -356,6 +357,14 @@ class PEARL(Agent):
         self.sampler: Sampler = LocalSampler()
         self.iteration = 0
         self.env_steps = 0
+
+    def held_out_tasks(self) -> list[Task]:
+        """The env family's fixed held-out tasks (what ``metarl eval`` evaluates on)."""
+        venv = metarl.make_vec(self.env_id, 1, **self.env_kwargs)
+        try:
+            return list(venv.unwrapped.held_out_tasks())
+        finally:
+            venv.close()
 
     # ------------------------------------------------------------------------ context
     def _context(self, batch: Transitions) -> Tensor:

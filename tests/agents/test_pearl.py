@@ -92,10 +92,7 @@ def test_evaluation_acts_with_the_prior_first_then_the_posterior_of_the_trial_so
         return forward(self, context, mask)
 
     monkeypatch.setattr(type(agent.encoder), "forward", spy)
-    tasks = agent.distribution.held_out_tasks()[:3] if hasattr(agent.distribution, "held_out_tasks") else None
-    from metarl.evaluation import held_out_tasks
-
-    tasks = held_out_tasks(NAV, SHORT)[:3]
+    tasks = agent.held_out_tasks()[:3]
     res = agent.evaluate(tasks, seed=4)
     assert isinstance(res, EvalResult) and res.x == "episode"
     assert res.returns.shape == (3, 3) and res.trial_returns.shape == (3,)
