@@ -13,9 +13,9 @@ Encoders (``encoder=``, :mod:`metarl.encoders`): ``np`` (PEARL's product of Gaus
 (Prototypical Networks) and ``attention`` (Matching Networks).
 
 SAC here is the twin-Q form with target Q networks (Haarnoja et al. 2018b, "SAC: Algorithms and
-Applications") and a fixed temperature ``alpha`` by default; PEARL's code used the first SAC's
-extra V network, whose fixed point is the same. PEARL's temperature is fixed too: its
-``reward_scale`` (5 for MuJoCo) weighs reward against entropy; ``auto_alpha`` learns ``α``
+Applications"); PEARL's code used the first SAC's extra V network, whose fixed point is the
+same. PEARL's temperature is fixed (``auto_alpha=False``, as its presets here): its ``reward_scale``
+(5 for MuJoCo) weighs reward against entropy; ``auto_alpha`` (the small default run) learns ``α``
 against a target entropy instead.
 
 The file reads top to bottom: config → networks → losses → data collection → SAC update → agent
@@ -64,67 +64,69 @@ __all__ = ["PEARLConfig", "TanhGaussianActor", "TwinQ", "PEARL", "sac_target", "
 # ====================================================================================== config
 @dataclass
 class PEARLConfig:
-    """PEARL hyperparameters (every field is a ``metarl train pearl`` flag). Defaults: PEARL's
-    ``configs/default.py`` where it has the field, sized down where it would not fit a laptop
-    (noted); presets hold the paper's per-env values."""
+    """PEARL hyperparameters (every field is a ``metarl train pearl`` flag).
+
+    The defaults are the small setting of the default run (Navigation2D with ``H = 20``, about a
+    minute on a laptop); the paper's values (``configs/default.py`` of PEARL's code, noted per
+    field) are in the ``pearl-halfcheetah-*`` presets."""
 
     iterations: int = 30
     """Iterations ``metarl train`` runs when ``--iterations`` is not given (PEARL: 500 on MuJoCo)."""
-    encoder: Literal["np", "mean", "attention"] = "np"
+    encoder: Literal["np", "mean", "attention"] = "mean"
     """Context encoder: np (product of Gaussians, PEARL), mean (Prototypical Nets), attention (Matching Nets)."""
-    num_train_tasks: int = 40
+    num_train_tasks: int = 20
     """Fixed training tasks drawn from the env's distribution with the run seed (one replay buffer each)."""
     latent_dim: int = 5
     """Size of the latent task variable z."""
-    hidden_sizes: tuple[int, ...] = (300, 300, 300)
+    hidden_sizes: tuple[int, ...] = (64, 64)
     """Hidden layers of the actor and of each critic (PEARL: 3 x 300)."""
-    encoder_hidden_sizes: tuple[int, ...] = (200, 200, 200)
+    encoder_hidden_sizes: tuple[int, ...] = (64, 64)
     """Hidden layers of the context encoder (PEARL: 3 x 200)."""
-    meta_batch: int = 16
-    """Training tasks per gradient step (their losses are summed, KL) or averaged (SAC)."""
-    num_initial_steps: int = 2000
-    """Transitions per training task collected with z ~ prior before the first update."""
+    meta_batch: int = 8
+    """Training tasks per gradient step (PEARL: 16); the KL is summed over them, the SAC losses averaged."""
+    num_initial_steps: int = 100
+    """Transitions per training task collected with z ~ prior before the first update (PEARL: 2000)."""
     num_tasks_sample: int = 5
     """Training tasks that get new data each iteration (drawn without replacement)."""
-    num_steps_prior: int = 400
-    """Transitions per sampled task with z ~ prior (to the RL and the encoder buffer)."""
+    num_steps_prior: int = 40
+    """Transitions per sampled task with z ~ prior, to the RL and the encoder buffer (PEARL: 400)."""
     num_steps_posterior: int = 0
     """Transitions per sampled task with z ~ posterior (to the RL and the encoder buffer)."""
-    num_extra_rl_steps_posterior: int = 400
-    """Transitions per sampled task with z ~ posterior, to the RL buffer only."""
-    num_train_steps_per_itr: int = 2000
-    """SAC gradient steps per iteration."""
-    batch_size: int = 256
-    """RL transitions per task per gradient step."""
-    embedding_batch_size: int = 64
-    """Context transitions per task per gradient step (and for posterior collection)."""
-    replay_capacity: int = 100_000
+    num_extra_rl_steps_posterior: int = 40
+    """Transitions per sampled task with z ~ posterior, to the RL buffer only (PEARL: 400)."""
+    num_train_steps_per_itr: int = 100
+    """SAC gradient steps per iteration (PEARL: 2000)."""
+    batch_size: int = 64
+    """RL transitions per task per gradient step (PEARL: 256)."""
+    embedding_batch_size: int = 32
+    """Context transitions per task per gradient step and for posterior collection (PEARL: 64)."""
+    replay_capacity: int = 5000
     """RL transitions kept per training task (PEARL keeps 10^6; storage is preallocated here)."""
-    discount: float = field(default=0.99, metadata=number_range(0.0, 1.0))
-    """RL discount γ."""
+    discount: float = field(default=0.9, metadata=number_range(0.0, 1.0))
+    """RL discount γ (PEARL: 0.99; 0.9 on its 20-step point-robot tasks)."""
     soft_target_tau: float = field(default=0.005, metadata=number_range(0.0, 1.0))
     """Polyak rate of the target critics."""
-    policy_lr: float = 3e-4
-    """Adam step size of the actor."""
-    qf_lr: float = 3e-4
-    """Adam step size of the critics."""
-    context_lr: float = 3e-4
-    """Adam step size of the encoder."""
+    policy_lr: float = 3e-3
+    """Adam step size of the actor (PEARL: 3e-4)."""
+    qf_lr: float = 3e-3
+    """Adam step size of the critics (PEARL: 3e-4)."""
+    context_lr: float = 3e-3
+    """Adam step size of the encoder (PEARL: 3e-4)."""
     reward_scale: float = 5.0
     """Rewards are multiplied by this in the Bellman target (with a fixed alpha, the reward/entropy trade-off)."""
     alpha: float = 1.0
-    """Entropy temperature (fixed, as in PEARL); the initial value when auto_alpha."""
-    auto_alpha: bool = False
-    """Learn alpha against target_entropy (Haarnoja et al. 2018b) instead of keeping it fixed."""
+    """Entropy temperature: fixed unless auto_alpha (PEARL: fixed at 1, with reward_scale 5); the initial value with auto_alpha."""
+    auto_alpha: bool = True
+    """Learn alpha against target_entropy (Haarnoja et al. 2018b) instead of keeping it fixed (PEARL: off)."""
     target_entropy: float | None = field(default=None, metadata=number_range())
     """Target entropy of auto_alpha; None: -action_dim."""
-    kl_lambda: float = 0.1
-    """Weight of the KL(q(z|c) || N(0, I)) term (summed over the meta-batch, as in PEARL)."""
+    kl_lambda: float = 0.01
+    """Weight of the KL(q(z|c) || N(0, I)) term, summed over the meta-batch as in PEARL (PEARL: 0.1)."""
     policy_mean_reg: float = 1e-3
     """Weight of the actor's mean^2 penalty (PEARL/rlkit)."""
     policy_std_reg: float = 1e-3
     """Weight of the actor's log_std^2 penalty (PEARL/rlkit)."""
-    use_next_obs_in_context: bool = False
+    use_next_obs_in_context: bool = True
     """Context transitions include s' (PEARL: off, except where dynamics differ)."""
     horizon: int = 0
     """Steps per episode (0: the env's time limit)."""
@@ -132,7 +134,7 @@ class PEARLConfig:
     """Evaluation: episodes with z ~ prior before posterior sampling starts (PEARL's num_exp_traj_eval)."""
     eval_episodes: int = 3
     """Evaluation: episodes per trial on a held-out task (PEARL: 600 steps of H = 200)."""
-    eval_trials_per_task: int = 4
+    eval_trials_per_task: int = 2
     """Evaluation: independent trials per held-out task (their mean is the task's score)."""
     eval_deterministic: bool = True
     """Evaluation acts with the actor's mean (PEARL's eval_deterministic)."""
