@@ -49,7 +49,14 @@ from torch import Tensor, nn
 import metarl
 from metarl.agent import Agent, EvalResult
 from metarl.config import check_numbers, number_range
-from metarl.encoders import ENCODERS, ContextEncoder, kl_to_standard_normal, make_encoder, mlp, sample_latent
+from metarl.encoders import (
+    ENCODERS,
+    ContextEncoder,
+    kl_to_standard_normal,
+    make_encoder,
+    mlp,
+    sample_latent,
+)
 from metarl.errors import ConfigError, TrainingDivergedError
 from metarl.meta_env import check_seed
 from metarl.registry import check_env_id

@@ -72,7 +72,7 @@ def main() -> None:
             summary = summarise(rows)
             with open(args.out, "w", encoding="utf-8") as f:
                 json.dump({"preset": PRESET, "machine": platform.node(), "load_avg": os.getloadavg(), "rows": rows, "summary": summary}, f, indent=1)
-    print(f"\n| encoder | prior episode | last posterior episode | gain (paired) | train s/run |\n|---|---|---|---|---|")
+    print("\n| encoder | prior episode | last posterior episode | gain (paired) | train s/run |\n|---|---|---|---|---|")
     for s in summarise(rows):
         print(f"| {s['encoder']} | {s['prior']:.2f} ± {s['prior_ci95']:.2f} | {s['posterior']:.2f} ± {s['posterior_ci95']:.2f} "
               f"| {s['gain']:+.2f} ± {s['gain_ci95']:.2f} | {s['train_s']:.0f} |")

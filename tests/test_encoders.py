@@ -7,7 +7,13 @@ import math
 import pytest
 import torch
 
-from metarl.encoders import ENCODERS, kl_to_standard_normal, make_encoder, product_of_gaussians, sample_latent
+from metarl.encoders import (
+    ENCODERS,
+    kl_to_standard_normal,
+    make_encoder,
+    product_of_gaussians,
+    sample_latent,
+)
 from metarl.errors import ConfigError
 
 
