@@ -320,12 +320,18 @@ class _LatentPolicy(BoundPolicy):
     def __call__(self, obs: Tensor, t: int) -> tuple[Tensor, dict[str, Tensor]]:
         B, actor = self.spec.block, self.spec.actor
         x = torch.cat([obs.reshape(obs.shape[0], -1), self.z], -1)
-        parts = [actor.dist(x[a : a + B]) for a in range(0, x.shape[0], B)]
+        # Each block is copied to a fresh (aligned) tensor: a BLAS kernel's rounding can depend on
+        # where a row slice starts in memory, which differs between shard layouts for small blocks.
+        parts = [actor.dist(x[a : a + B].clone()) for a in range(0, x.shape[0], B)]
         mean, log_std = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+        # Element-wise math (exp, tanh) runs on the whole [N, A] batch, zero-padded outside this
+        # shard: SIMD kernels can round a row differently with the tensor's length, so every shard
+        # layout computes every row in the same position of the same-sized tensor.
+        mean, log_std = _full_batch(mean, self.rows, self.N), _full_batch(log_std, self.rows, self.N)
         if self.spec.deterministic:
-            return actor.squash(mean), {}
-        eps = torch.randn((self.N, mean.shape[-1]), generator=self.gen)  # the whole batch's noise
-        return actor.squash(mean + log_std.exp() * _rows(eps, self.rows, self.N).to(mean.device)), {}
+            return _rows(actor.squash(mean), self.rows, self.N), {}
+        eps = torch.randn(mean.shape, generator=self.gen).to(mean.device)  # the whole batch's noise
+        return _rows(actor.squash(mean + log_std.exp() * eps), self.rows, self.N), {}
 
 
 class _IndexedTasks:
