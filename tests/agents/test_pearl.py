@@ -99,7 +99,8 @@ def test_evaluation_acts_with_the_prior_first_then_the_posterior_of_the_trial_so
     np.testing.assert_allclose(res.trial_returns, res.returns.sum(1))
     # episode 0: prior (no encoder call); episodes 1 and 2: posterior of 1 then 2 episodes' context
     N = 3 * TINY.eval_trials_per_task
-    assert [shape for shape, _ in seen] == [(N, 10, 5), (N, 20, 5)]
+    D = agent.d.context_dim  # s ⊕ a ⊕ r ⊕ s' = 2 + 2 + 1 + 2
+    assert D == 7 and [shape for shape, _ in seen] == [(N, 10, D), (N, 20, D)]
     assert seen[0][1] <= seen[1][1]
     seen.clear()
     all_prior = _agent(num_exp_traj_eval=3)
