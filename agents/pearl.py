@@ -83,6 +83,8 @@ class PEARLConfig:
     """Context encoder: np (product of Gaussians, PEARL), mean (Prototypical Nets), attention (Matching Nets)."""
     num_train_tasks: int = 20
     """Fixed training tasks drawn from the env's distribution with the run seed (one replay buffer each)."""
+    train_tasks: Literal["sample", "held_out"] = "sample"
+    """Where the training tasks come from: sample (num_train_tasks draws from the env's distribution) or held_out (the first num_train_tasks held-out tasks: PEARL trains and tests on both HalfCheetahDir directions)."""
     latent_dim: int = 5
     """Size of the latent task variable z."""
     hidden_sizes: tuple[int, ...] = (64, 64)
@@ -153,6 +155,8 @@ def check_config(config: PEARLConfig) -> PEARLConfig:
     """Raise :class:`ConfigError` naming the first invalid field."""
     if not isinstance(config, PEARLConfig):
         raise ConfigError(f"PEARL needs a PEARLConfig, got {type(config).__name__}")
+    if config.train_tasks not in ("sample", "held_out"):
+        raise ConfigError(f"PEARLConfig.train_tasks must be 'sample' or 'held_out', got {config.train_tasks!r}")
     if config.encoder not in ENCODERS:
         raise ConfigError(f"PEARLConfig.encoder must be one of {list(ENCODERS)}, got {config.encoder!r}")
     positive = ("iterations", "num_train_tasks", "latent_dim", "meta_batch", "num_tasks_sample", "num_steps_prior", "batch_size",
@@ -328,12 +332,18 @@ class PEARL(Agent):
         self.observation_space, self.action_space = obs_space, act_space
         self.obs_dim, self.act_dim = int(np.prod(obs_space.shape)), int(np.prod(act_space.shape))
         self.d = derived(config, int(venv.unwrapped.max_episode_steps), self.obs_dim, self.act_dim)
-        venv.close()
 
         # Owned generators (never the global RNGs): numpy for tasks and env seeds; CPU torch
         # generators for z, action noise and replay sampling, so CPU and GPU runs draw alike.
         self.np_rng = np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(0x9E,)))
-        self.train_tasks: list[Task] = self.distribution.sample(self.np_rng, config.num_train_tasks)
+        if config.train_tasks == "held_out":
+            held_out = list(venv.unwrapped.held_out_tasks())
+            if config.num_train_tasks > len(held_out):
+                raise ConfigError(f"PEARLConfig.num_train_tasks = {config.num_train_tasks} exceeds the {len(held_out)} held-out tasks of {env_id} (train_tasks='held_out')")
+            self.train_tasks: list[Task] = held_out[: config.num_train_tasks]
+        else:
+            self.train_tasks = self.distribution.sample(self.np_rng, config.num_train_tasks)
+        venv.close()
         self.z_gen = torch.Generator().manual_seed(self.seed + 1)
         self.update_gen = torch.Generator().manual_seed(self.seed + 2)
         L, D = config.latent_dim, self.obs_dim

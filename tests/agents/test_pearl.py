@@ -198,6 +198,14 @@ def test_bad_config_is_a_typed_error_naming_the_field(change, match):
         _agent(**change)
 
 
+def test_training_tasks_can_be_the_held_out_list():
+    agent = _agent(train_tasks="held_out")
+    assert agent.train_tasks == agent.held_out_tasks()[:4]
+    assert _agent(seed=9).train_tasks != _agent(seed=10).train_tasks  # sampled with the run seed otherwise
+    with pytest.raises(ConfigError, match="num_train_tasks = 41 exceeds the 40 held-out tasks"):
+        _agent(train_tasks="held_out", num_train_tasks=41, num_tasks_sample=2)
+
+
 def test_discrete_actions_are_refused():
     with pytest.raises(ConfigError, match="Box action space"):
         PEARL("metarl/Bandit-v0", TINY)
