@@ -159,9 +159,10 @@ def check_config(config: PEARLConfig) -> PEARLConfig:
         raise ConfigError(f"PEARLConfig.train_tasks must be 'sample' or 'held_out', got {config.train_tasks!r}")
     if config.encoder not in ENCODERS:
         raise ConfigError(f"PEARLConfig.encoder must be one of {list(ENCODERS)}, got {config.encoder!r}")
-    positive = ("iterations", "num_train_tasks", "latent_dim", "meta_batch", "num_tasks_sample", "num_steps_prior", "batch_size",
+    # num_initial_steps >= 1: every task's buffers must hold data before the first update samples it.
+    positive = ("iterations", "num_train_tasks", "num_initial_steps", "latent_dim", "meta_batch", "num_tasks_sample", "num_steps_prior", "batch_size",
                 "embedding_batch_size", "replay_capacity", "eval_episodes", "eval_trials_per_task", "sample_block")
-    non_negative = ("num_initial_steps", "num_steps_posterior", "num_extra_rl_steps_posterior", "num_train_steps_per_itr", "horizon", "num_exp_traj_eval")
+    non_negative = ("num_steps_posterior", "num_extra_rl_steps_posterior", "num_train_steps_per_itr", "horizon", "num_exp_traj_eval")
     for name in positive + non_negative:
         v = getattr(config, name)
         low = 1 if name in positive else 0
@@ -445,7 +446,7 @@ class PEARL(Agent):
         cfg, d = self.config, self.d
         steps, stats = 0, {}
         with torch.no_grad():
-            if self.rl_buffer.transitions() == 0 and d.initial_episodes:
+            if self.rl_buffer.transitions() == 0:
                 idx = np.arange(cfg.num_train_tasks)
                 n, _ = self._gather(idx, d.initial_episodes, self._prior(len(idx) * d.initial_episodes), (self.rl_buffer, self.enc_buffer))
                 steps += n

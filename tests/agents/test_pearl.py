@@ -187,6 +187,7 @@ def test_registered_and_built_by_the_cli(tmp_path):
         ({"encoder": "lstm"}, "encoder"),
         ({"num_tasks_sample": 9}, "num_tasks_sample = 9 exceeds num_train_tasks = 4"),
         ({"batch_size": 0}, "batch_size"),
+        ({"num_initial_steps": 0}, "num_initial_steps must be an int >= 1"),
         ({"num_exp_traj_eval": 5}, "num_exp_traj_eval = 5 exceeds eval_episodes = 3"),
         ({"hidden_sizes": ()}, "hidden_sizes"),
         ({"reward_scale": 0.0}, "reward_scale"),
