@@ -235,3 +235,18 @@ def test_trainer_resume_continues_bit_identically(tmp_path):
     strip = lambda rows: [{k: v for k, v in r.items() if not (k == "wall_s" or k.endswith("_s") or k.endswith("steps_per_s"))} for r in rows]  # noqa: E731
     a, b = strip(read_metrics(tmp_path / "a" / "metrics.jsonl")), strip(read_metrics(tmp_path / "b" / "metrics.jsonl"))
     assert len(a) == 3 and a == b
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu():
+    """Networks, replay buffers and updates on the GPU give the CPU's results up to float rounding
+    (all noise is drawn from CPU generators, so both devices draw the same numbers)."""
+    cpu = PEARL(NAV, TINY, seed=4, env_kwargs=SHORT, device="cpu")
+    gpu = PEARL(NAV, TINY, seed=4, env_kwargs=SHORT, device="cuda")
+    mc, mg = cpu.train_iteration(0), gpu.train_iteration(0)
+    assert mc["env_steps"] == mg["env_steps"]
+    for k in ("train/critic_loss", "train/actor_loss", "train/kl", "rollout/prior_return"):
+        assert mg[k] == pytest.approx(mc[k], rel=1e-3, abs=1e-4), k
+    assert gpu.rl_buffer.obs.device.type == "cuda"
+    tasks = cpu.held_out_tasks()[:2]
+    np.testing.assert_allclose(gpu.evaluate(tasks, seed=0).returns, cpu.evaluate(tasks, seed=0).returns, rtol=1e-3, atol=1e-3)
