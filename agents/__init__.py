@@ -21,6 +21,8 @@ _EXPORTS: dict[str, str] = {
     "ReptileConfig": "reptile",
     "RL2": "rl2",
     "RL2Config": "rl2",
+    "PEARL": "pearl",
+    "PEARLConfig": "pearl",
 }
 
 __all__ = sorted(_EXPORTS)

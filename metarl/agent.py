@@ -63,6 +63,7 @@ AGENTS: dict[str, str] = {
     "emaml": "metarl.agents.emaml:EMAML",
     "reptile": "metarl.agents.reptile:Reptile",
     "rl2": "metarl.agents.rl2:RL2",
+    "pearl": "metarl.agents.pearl:PEARL",
 }
 
 

@@ -60,6 +60,7 @@ __all__ = [
     "BoundPolicy",
     "TaskPolicySpec",
     "RecurrentPolicySpec",
+    "LatentPolicySpec",
     "Sampler",
     "LocalSampler",
     "RaySampler",
@@ -278,6 +279,59 @@ class _RecurrentPolicy(BoundPolicy):
             self._clear_at_trial_starts()
             _, last_value, _ = self._forward(rollout.next_obs)
         return {"chunk_states": torch.stack(self.states), "last_value": last_value}
+
+
+@dataclass
+class LatentPolicySpec(PolicySpec):
+    """A context-conditioned policy (PEARL): sub-env ``i`` acts with ``π(a | s, z[i])``.
+
+    The actor needs ``dist(x [n, obs_dim + L]) -> (mean, log_std)`` of the pre-squash Gaussian
+    and ``squash(u) -> action`` (``metarl.agents.pearl.TanhGaussianActor``).
+
+    Args:
+        actor: the actor network (its class must be importable where the workers run).
+        z: ``[N, L]`` latent of every sub-env (task-major, as the tasks are).
+        seed: seed of the action noise (a CPU generator over the whole ``[N, act_dim]`` batch).
+        deterministic: act with the squashed mean (no noise).
+        block: the actor runs on aligned blocks of this many rows and shards split only between
+            blocks, so every shard layout gives the same bits (see :class:`RecurrentPolicySpec`).
+    """
+
+    actor: nn.Module
+    z: Tensor
+    seed: int
+    deterministic: bool = False
+    block: int = 64
+
+    @property
+    def group_size(self) -> int:  # type: ignore[override]
+        return self.block
+
+    def bind(self, env: Any, rows: range, num_envs: int, device: torch.device) -> BoundPolicy:
+        return _LatentPolicy(self, rows, num_envs, device)
+
+
+class _LatentPolicy(BoundPolicy):
+    def __init__(self, spec: LatentPolicySpec, rows: range, num_envs: int, device: torch.device) -> None:
+        self.spec, self.rows, self.N = spec, rows, num_envs
+        self.z = spec.z[rows.start : rows.stop].to(device)
+        self.gen = torch.Generator().manual_seed(int(spec.seed))
+
+    def __call__(self, obs: Tensor, t: int) -> tuple[Tensor, dict[str, Tensor]]:
+        B, actor = self.spec.block, self.spec.actor
+        x = torch.cat([obs.reshape(obs.shape[0], -1), self.z], -1)
+        # Each block is copied to a fresh (aligned) tensor: a BLAS kernel's rounding can depend on
+        # where a row slice starts in memory, which differs between shard layouts for small blocks.
+        parts = [actor.dist(x[a : a + B].clone()) for a in range(0, x.shape[0], B)]
+        mean, log_std = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+        # Element-wise math (exp, tanh) runs on the whole [N, A] batch, zero-padded outside this
+        # shard: SIMD kernels can round a row differently with the tensor's length, so every shard
+        # layout computes every row in the same position of the same-sized tensor.
+        mean, log_std = _full_batch(mean, self.rows, self.N), _full_batch(log_std, self.rows, self.N)
+        if self.spec.deterministic:
+            return _rows(actor.squash(mean), self.rows, self.N), {}
+        eps = torch.randn(mean.shape, generator=self.gen).to(mean.device)  # the whole batch's noise
+        return _rows(actor.squash(mean + log_std.exp() * eps), self.rows, self.N), {}
 
 
 class _IndexedTasks:
@@ -620,7 +674,7 @@ def attach_sampler(agent: Any, kind: str, *, num_workers: int = 2, address: str 
     if kind == "local":
         return None
     if not isinstance(getattr(agent, "sampler", None), Sampler):
-        raise ConfigError(f"agent {type(agent).__name__} does not collect through metarl.samplers; --sampler {kind} needs one that does (maml, rl2)")
+        raise ConfigError(f"agent {type(agent).__name__} does not collect through metarl.samplers; --sampler {kind} needs one that does (maml, rl2, pearl)")
     agent.sampler = make_sampler(kind, num_workers=num_workers, address=address)
     return agent.sampler
 
