@@ -487,8 +487,16 @@ def _loadavg() -> list[float]:
         return []
 
 
-def train_seed(s: Setting, seed: int, root: Path, *, metarl_cmd: Sequence[str], report: Callable[[str], None] = print) -> dict[str, Any]:
-    """Train (or resume) one seed of ``s`` chunk by chunk, scoring checkpoints at the curve marks."""
+def train_seed(
+    s: Setting, seed: int, root: Path, *, metarl_cmd: Sequence[str], score_cmd: Sequence[str] | None = None,
+    report: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Train (or resume) one seed of ``s`` chunk by chunk, scoring checkpoints at the curve marks.
+
+    ``metarl_cmd`` runs the ``metarl`` CLI; ``score_cmd`` scores a checkpoint without the baselines
+    (default: this file's ``_score`` in this interpreter). Tests pass fakes of both.
+    """
+    score_cmd = list(score_cmd or [sys.executable, __file__, "_score"])
     rd = run_dir(root, s, seed)
     rd.parent.mkdir(parents=True, exist_ok=True)
     log = rd.parent / "log.txt"
@@ -519,14 +527,14 @@ def train_seed(s: Setting, seed: int, root: Path, *, metarl_cmd: Sequence[str], 
         frac = wall / (s.wall_minutes * 60) if s.wall_minutes is not None else it / s.iterations
         due = [f for f in marks_left if frac >= f - 0.02] or (marks_left[:1] if finished or n == 0 else [])
         if due and it > 0:
-            res["curve"].append(_evaluate(s, rd, it, steps, wall, max(due), log, metarl_cmd, final=finished or max(due) >= 1.0))
+            res["curve"].append(_evaluate(s, rd, it, steps, wall, max(due), log, metarl_cmd, score_cmd, final=finished or max(due) >= 1.0))
             marks_left = [f for f in marks_left if f > max(due)]
             report(f"{s.name} s{seed}: held-out {res['curve'][-1]['score']:.4g} at {wall:.0f} s")
         res.update({"iterations": it, "env_steps": steps, "wall_s": wall})
         if finished or not marks_left:
             if marks_left and it > 0 and not (res["curve"] and res["curve"][-1]["iteration"] == it):
                 # budget spent before the last mark: score the end point
-                res["curve"].append(_evaluate(s, rd, it, steps, wall, 1.0, log, metarl_cmd, final=True))
+                res["curve"].append(_evaluate(s, rd, it, steps, wall, 1.0, log, metarl_cmd, score_cmd, final=True))
             final = json.loads((rd.parent / f"eval-it{it}.json").read_text(encoding="utf-8"))
             res["score"], res["score_ci95"] = score_of(final, s.metric)
             res["baselines"] = final.get("baselines", {})
@@ -539,7 +547,10 @@ def train_seed(s: Setting, seed: int, root: Path, *, metarl_cmd: Sequence[str], 
         save_result(root, s, seed, res)
 
 
-def _evaluate(s: Setting, rd: Path, it: int, steps: int, wall: float, fraction: float, log: Path, metarl_cmd: Sequence[str], *, final: bool) -> dict[str, Any]:
+def _evaluate(
+    s: Setting, rd: Path, it: int, steps: int, wall: float, fraction: float, log: Path, metarl_cmd: Sequence[str],
+    score_cmd: Sequence[str], *, final: bool,
+) -> dict[str, Any]:
     """Score the checkpoint of iteration ``it`` on the held-out tasks (``eval-it<it>.json``).
 
     The final point runs ``metarl eval`` (the agent's score and the classic baselines); earlier
@@ -553,7 +564,7 @@ def _evaluate(s: Setting, rd: Path, it: int, steps: int, wall: float, fraction: 
             _run([*metarl_cmd, "eval", str(rd), "--checkpoint", ckpt, "--seed", "0", "--threads", "1", *s.eval_args], log)
             shutil.copyfile(rd / "eval.json", out)
         else:
-            _run([str(Path(metarl_cmd[0]).with_name("python")), __file__, "_score", str(rd), ckpt, str(out)], log)
+            _run([*score_cmd, str(rd), ckpt, str(out)], log)
     summary = json.loads(out.read_text(encoding="utf-8"))
     score, ci = score_of(summary, s.metric)
     return {"fraction": fraction, "iteration": it, "env_steps": steps, "wall_s": wall, "score": score, "ci95": ci}
