@@ -213,7 +213,7 @@ def _fake_result(root, s, seed, score, wall=590.0, done=True):
 def test_table_rows_carry_scores_cis_baselines_and_verdicts(tmp_path) -> None:
     met = _setting(name="met", wall_minutes=10.0)
     missed = _setting(name="missed", wall_minutes=10.0, target=rp.Target(">=", "best_classic"))
-    late = _setting(name="late", wall_minutes=10.0)
+    late = _setting(name="late", wall_minutes=10.0, tried="bigger batches")
     absent = _setting(name="absent")
     maml = _setting(name="maml", agent="maml", run=False, note="run by the lead", target=rp.Target(">=", -16.4), metric="step1")
     for seed, score in ((0, 82.0), (1, 84.0)):
@@ -227,7 +227,8 @@ def test_table_rows_carry_scores_cis_baselines_and_verdicts(tmp_path) -> None:
     assert "s0: 82 (100 it), s1: 84 (100 it)" in rows["met"] and "1,280,000, 1,280,000" in rows["met"]
     assert "ucb1 80 ± 2" in rows["met"] and "ucb1_c=0.2" in rows["met"] and "RL² 78.7 (Duan et al. 2016, Table 1)" in rows["met"]
     assert "**missed** (79 vs gittins 81)" in rows["missed"]  # the best classic baseline, not UCB1
-    assert "over budget" in rows["late"] and "**missed**" in rows["late"]
+    assert "over budget" in rows["late"] and "**missed**" in rows["late"] and "tried: bigger batches" in rows["late"]
+    assert "tried" not in rows["met"]
     assert "0/2" in rows["absent"] and "incomplete" in rows["absent"]
     assert "run by the lead" in rows["maml"] and "not run" in rows["maml"]
     assert "load average while training: 1-min load 2.5–2.5" in text
