@@ -360,6 +360,8 @@ def table(settings: Sequence[Setting], root: Path, *, loadavg: str | None = None
             f"| {s.name} | {budget} | {seeds} | {walls} | {steps} | {ours} | {per_seed} | {classic} | "
             f"{s.published} ({s.citation}) | {s.target.describe()} | {result} |"
         )
+    lines += ["", "Learning curves (held-out score vs training wall time, per seed): "
+              "![reproduction curves](results-reproduce/curves.png)"]
     return "\n".join(lines) + "\n"
 
 
