@@ -6,11 +6,12 @@ structure (``episodes_per_trial`` episodes on one task) as the RL² agent, so th
 the same table (Duan et al. 2016, Tables 1 and 2):
 
 - bandits: random, greedy, ε-greedy, UCB1, Thompson sampling, Gittins index (approximation);
-- tabular MDPs: random, PSRL.
+- tabular MDPs: random, PSRL, UCRL2, BEB, ε-greedy and greedy (certainty-equivalent value
+  iteration), the rows of Duan et al. 2016, Table 2.
 
 As in the RL² paper, UCB1's exploration constant is tuned per setting (arms, pulls) on *training*
 tasks (never the held-out ones) — with short horizons the textbook constant scores far lower;
-ε-greedy's ε is tuned the same way. :func:`tune_constant` does it and the constant is reported
+ε-greedy's ε, UCRL2's confidence-width scale and BEB's β are tuned the same way. :func:`tune_constant` does it and the constant is reported
 with the result.
 
 >>> import metarl
@@ -48,10 +49,17 @@ __all__ = [
     "ThompsonSampling",
     "GittinsApprox",
     "PSRL",
+    "MDPGreedy",
+    "MDPEpsilonGreedy",
+    "BEB",
+    "UCRL2",
+    "extended_backup",
     "run_classic",
     "tune_constant",
     "UCB1_GRID",
     "EPSILON_GRID",
+    "BEB_GRID",
+    "UCRL2_GRID",
     "evaluate_baselines",
     "is_bandit",
 ]
@@ -60,6 +68,10 @@ __all__ = [
 UCB1_GRID: tuple[float, ...] = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0)
 #: Exploration rates ε-greedy is tuned over.
 EPSILON_GRID: tuple[float, ...] = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3)
+#: BEB's bonus coefficients β (reward bonus ``β / (1 + n(s, a))``).
+BEB_GRID: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
+#: Scales of UCRL2's confidence widths (``1`` is Jaksch et al.'s; far too wide for trials of 100-250 steps).
+UCRL2_GRID: tuple[float, ...] = (0.0, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 
 
 def _argmax_random(scores: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -271,6 +283,186 @@ class PSRL(ClassicPolicy):
         self.t += 1
 
 
+class _TabularModel(ClassicPolicy):
+    """Counts of one trial's transitions and rewards ``[N, S, A(, S)]``; plans at each episode start.
+
+    Subclasses give :meth:`plan` (``Q [H, N, S, A]``, ``Q[h]`` with ``H - h`` steps to go); the
+    policy acts greedily in it for the whole episode (ties broken at random).
+    """
+
+    def reset(self, env: BatchedMetaEnv, total_steps: int, rng: np.random.Generator) -> None:
+        super().reset(env, total_steps, rng)
+        S = int(env.single_observation_space.shape[0])
+        A = int(env.single_action_space.n)
+        self.S, self.A, self.H = S, A, env.max_episode_steps
+        self.counts = np.zeros((self.num, S, A, S))
+        self.reward_sum = np.zeros((self.num, S, A))
+        self.visits = np.zeros((self.num, S, A))
+        self._rows = np.arange(self.num)
+
+    def posterior_mean(self) -> tuple[np.ndarray, np.ndarray]:
+        """Mean MDP under the task distribution's priors (PSRL's): ``P ~ Dirichlet(1)``, ``μ ~ N(1, 1)``."""
+        P = (self.counts + 1.0) / (self.visits[..., None] + self.S)
+        R = (1.0 + self.reward_sum) / (1.0 + self.visits)
+        return P, R
+
+    def backward(self, P: np.ndarray, R: np.ndarray) -> np.ndarray:
+        """Finite-horizon backward induction: ``Q [H, N, S, A]`` of the MDP ``(P, R)``."""
+        V = np.zeros((self.num, self.S))
+        Q = np.empty((self.H, self.num, self.S, self.A))
+        for h in range(self.H - 1, -1, -1):
+            Q[h] = R + np.einsum("nsat,nt->nsa", P, V)
+            V = Q[h].max(axis=-1)
+        return Q
+
+    @abstractmethod
+    def plan(self) -> np.ndarray: ...
+
+    def begin_episode(self, obs: np.ndarray) -> None:
+        self.Q = self.plan()
+
+    def act(self, obs: np.ndarray, step: int) -> np.ndarray:
+        s = obs.argmax(axis=1)
+        return _argmax_random(self.Q[min(step, self.H - 1), self._rows, s], self.rng)
+
+    def update(self, obs, actions, rewards, next_obs, active) -> None:
+        s, s2 = obs.argmax(axis=1), next_obs.argmax(axis=1)
+        w = active.astype(np.float64)
+        np.add.at(self.counts, (self._rows, s, actions, s2), w)
+        np.add.at(self.reward_sum, (self._rows, s, actions), rewards * w)
+        np.add.at(self.visits, (self._rows, s, actions), w)
+        self.t += 1
+
+
+class MDPGreedy(_TabularModel):
+    """Certainty-equivalent control: at each episode start, solve the posterior-mean MDP and act greedily in it.
+
+    Duan et al. 2016 (Table 2, "Greedy"); the estimate uses the task prior (``P ~ Dirichlet(1)``,
+    ``μ ~ N(1, 1)``) so unvisited pairs keep the prior mean.
+    """
+
+    name = "greedy"
+
+    def plan(self) -> np.ndarray:
+        return self.backward(*self.posterior_mean())
+
+
+class MDPEpsilonGreedy(MDPGreedy):
+    """:class:`MDPGreedy` that takes a uniformly random action with probability ``epsilon`` at each step."""
+
+    name = "epsilon_greedy"
+
+    def __init__(self, epsilon: float = 0.1) -> None:
+        if not (math.isfinite(epsilon) and 0.0 <= epsilon <= 1.0):
+            raise ConfigError(f"epsilon must lie in [0, 1], got {epsilon!r}")
+        self.epsilon = float(epsilon)
+
+    def act(self, obs: np.ndarray, step: int) -> np.ndarray:
+        greedy = super().act(obs, step)
+        explore = self.rng.random(self.num) < self.epsilon
+        return np.where(explore, self.rng.integers(0, self.A, size=self.num), greedy)
+
+
+class BEB(MDPGreedy):
+    """Bayesian Exploration Bonus (Kolter & Ng 2009): the posterior-mean MDP with reward bonus ``β / (1 + n(s, a))``.
+
+    ``n(s, a)`` counts the trial's visits to ``(s, a)``; the MDP is solved by backward induction at
+    each episode start. ``β`` is tuned on training tasks (:data:`BEB_GRID`).
+    """
+
+    name = "beb"
+
+    def __init__(self, beta: float = 1.0) -> None:
+        if not (math.isfinite(beta) and beta >= 0.0):
+            raise ConfigError(f"BEB bonus beta must be finite and >= 0, got {beta!r}")
+        self.beta = float(beta)
+
+    def bonus(self) -> np.ndarray:
+        """``β / (1 + n(s, a))``, ``[N, S, A]``."""
+        return self.beta / (1.0 + self.visits)
+
+    def plan(self) -> np.ndarray:
+        P, R = self.posterior_mean()
+        return self.backward(P, R + self.bonus())
+
+
+def extended_backup(p_hat: np.ndarray, width: np.ndarray, V: np.ndarray) -> np.ndarray:
+    """Most optimistic expected next value ``max_p p·V`` over ``{p in simplex : ‖p - p_hat‖₁ <= width}``.
+
+    The inner step of UCRL2's extended value iteration (Jaksch et al. 2010, Fig. 2): put
+    ``min(1, p̂(s*) + width/2)`` on the best next state ``s*`` and take the excess back from the
+    worst states first.
+
+    Args:
+        p_hat: ``[N, S, A, S]`` empirical transition probabilities (rows sum to 1).
+        width: ``[N, S, A]`` L1 radius of the confidence set.
+        V: ``[N, S]`` next-state values.
+
+    Returns:
+        ``[N, S, A]`` optimistic expected next value.
+
+    >>> p = np.array([[[[0.5, 0.5, 0.0]]]])
+    >>> float(extended_backup(p, np.array([[[0.4]]]), np.array([[0.0, 1.0, 2.0]]))[0, 0, 0])
+    0.9
+    """
+    order = np.argsort(-V, axis=1, kind="stable")  # best state first
+    Vs = np.take_along_axis(V, order, axis=1)  # [N, S]
+    p = np.take_along_axis(p_hat, order[:, None, None, :], axis=3).copy()
+    top = np.minimum(1.0, p[..., 0] + width / 2.0)
+    excess = top - p[..., 0]
+    p[..., 0] = top
+    # Mass after position j (the states worse than j): it is removed before any of j's.
+    after = np.cumsum(p[..., ::-1], axis=-1)[..., ::-1]
+    after = np.concatenate([after[..., 1:], np.zeros_like(after[..., :1])], axis=-1)
+    take = np.clip(excess[..., None] - after, 0.0, p)
+    take[..., 0] = 0.0
+    p -= take
+    return np.einsum("nsat,nt->nsa", p, Vs)
+
+
+class UCRL2(_TabularModel):
+    """UCRL2 (Jaksch, Ortner & Auer 2010) for finite-horizon episodes: optimism in confidence sets.
+
+    At each episode start it plans by extended backward induction over the episode horizon in the
+    set of MDPs with ``|r - r̂(s,a)| <= c·sqrt(3.5 ln(2SAt/δ) / n⁺)`` and
+    ``‖p - p̂(·|s,a)‖₁ <= c·sqrt(14 S ln(2At/δ) / n⁺)``, ``n⁺ = max(1, n(s, a))``, ``t`` the steps
+    taken in the trial so far (at least 1). Jaksch et al.'s widths (``c = 1``) assume rewards in
+    [0, 1] and long runs; here rewards are N(μ, 1) and trials are short, so ``c`` is tuned on
+    training tasks (:data:`UCRL2_GRID`), as Duan et al. 2016 tuned their baselines. Unvisited pairs
+    have ``p̂`` uniform and ``r̂ = 0``.
+    """
+
+    name = "ucrl2"
+
+    def __init__(self, c: float = 1.0, delta: float = 0.05) -> None:
+        if not (math.isfinite(c) and c >= 0.0):
+            raise ConfigError(f"UCRL2 width scale c must be finite and >= 0, got {c!r}")
+        if not (math.isfinite(delta) and 0.0 < delta < 1.0):
+            raise ConfigError(f"UCRL2 confidence delta must lie in (0, 1), got {delta!r}")
+        self.c, self.delta = float(c), float(delta)
+
+    def widths(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(reward width, transition L1 width)``, each ``[N, S, A]``."""
+        n = np.maximum(self.visits, 1.0)
+        t = max(self.t, 1)
+        w_r = self.c * np.sqrt(3.5 * math.log(2.0 * self.S * self.A * t / self.delta) / n)
+        w_p = self.c * np.sqrt(14.0 * self.S * math.log(2.0 * self.A * t / self.delta) / n)
+        return w_r, w_p
+
+    def plan(self) -> np.ndarray:
+        n = self.visits[..., None]
+        p_hat = np.where(n > 0, self.counts / np.maximum(n, 1.0), 1.0 / self.S)
+        r_hat = self.reward_sum / np.maximum(self.visits, 1.0)
+        w_r, w_p = self.widths()
+        R = r_hat + w_r
+        V = np.zeros((self.num, self.S))
+        Q = np.empty((self.H, self.num, self.S, self.A))
+        for h in range(self.H - 1, -1, -1):
+            Q[h] = R + extended_backup(p_hat, w_p, V)
+            V = Q[h].max(axis=-1)
+        return Q
+
+
 # --- running -----------------------------------------------------------------------------------
 def run_classic(
     policy: ClassicPolicy,
@@ -355,11 +547,22 @@ def tune_constant(
 @functools.lru_cache(maxsize=64)
 def _tuned(kind: str, env_id: str, episodes_per_trial: int, env_kwargs_json: str) -> tuple[float, tuple[tuple[float, float], ...]]:
     env_kwargs = json.loads(env_kwargs_json)
-    if kind == "ucb1":
-        best, scores = tune_constant(UCB1, UCB1_GRID, env_id, episodes_per_trial=episodes_per_trial, env_kwargs=env_kwargs)
-    else:
-        best, scores = tune_constant(EpsilonGreedy, EPSILON_GRID, env_id, episodes_per_trial=episodes_per_trial, env_kwargs=env_kwargs)
+    make, grid, num_tasks = _TUNABLE[kind]
+    best, scores = tune_constant(make, grid, env_id, episodes_per_trial=episodes_per_trial, num_tasks=num_tasks, env_kwargs=env_kwargs)
     return best, tuple(scores.items())
+
+
+#: Training tasks each MDP constant is tuned on (planning every episode makes a trial ~100x a bandit's cost).
+MDP_TUNING_TASKS = 200
+
+#: Tuned constants: kind -> (policy from the constant, grid searched on training tasks, number of tasks).
+_TUNABLE: dict[str, tuple[Callable[[float], ClassicPolicy], tuple[float, ...], int]] = {
+    "ucb1": (UCB1, UCB1_GRID, 500),
+    "epsilon": (EpsilonGreedy, EPSILON_GRID, 500),
+    "mdp_epsilon": (MDPEpsilonGreedy, EPSILON_GRID, MDP_TUNING_TASKS),
+    "beb": (BEB, BEB_GRID, MDP_TUNING_TASKS),
+    "ucrl2": (UCRL2, UCRL2_GRID, MDP_TUNING_TASKS),
+}
 
 
 def is_bandit(env: BatchedMetaEnv) -> bool:
@@ -406,5 +609,18 @@ def evaluate_baselines(
             tuning="grid search on 500 training tasks (seed 12345), as Duan et al. 2016 tuned UCB1",
         )
     elif isinstance(probe.single_action_space, spaces.Discrete) and hasattr(probe, "num_states"):
+        eps, eps_scores = _tuned("mdp_epsilon", env_id, episodes_per_trial, key)
+        beta, beta_scores = _tuned("beb", env_id, episodes_per_trial, key)
+        c, c_scores = _tuned("ucrl2", env_id, episodes_per_trial, key)
         results["psrl"] = run(PSRL())
+        results["ucrl2"] = run(UCRL2(c))
+        results["beb"] = run(BEB(beta))
+        results["epsilon_greedy"] = run(MDPEpsilonGreedy(eps))
+        results["greedy"] = run(MDPGreedy())
+        extra.update(
+            ucrl2_c=c, ucrl2_tuning={str(k): v for k, v in c_scores},
+            beb_beta=beta, beb_tuning={str(k): v for k, v in beta_scores},
+            epsilon=eps, epsilon_tuning={str(k): v for k, v in eps_scores},
+            tuning=f"grid search on {MDP_TUNING_TASKS} training tasks (seed 12345), never the held-out ones",
+        )
     return results, extra

@@ -197,7 +197,7 @@ def test_tabular_mdp_agent_runs_with_psrl_baseline() -> None:
     m = agent.train_iteration(0)
     assert m["env_steps"] == 32 * 6
     res = agent.evaluate(metarl.make_vec("metarl/TabularMDP-v0", 1).held_out_tasks()[:2], seed=1)
-    assert set(res.baselines) == {"random", "psrl"} and res.returns.shape == (2, 2)
+    assert set(res.baselines) == {"random", "psrl", "ucrl2", "beb", "epsilon_greedy", "greedy"} and res.returns.shape == (2, 2)
 
 
 def test_continuous_actions_train() -> None:
