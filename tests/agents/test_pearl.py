@@ -79,6 +79,18 @@ def test_the_update_regresses_the_critics_on_the_soft_target_of_the_target_criti
         torch.testing.assert_close(new_target, old_target + cfg.soft_target_tau * (new_critic - old_target))
 
 
+@pytest.mark.parametrize("target_entropy, grows", [(50.0, True), (-50.0, False)])
+def test_auto_temperature_rises_below_the_target_entropy_and_falls_above(target_entropy, grows):
+    """Haarnoja et al. 2018b eq. 18: J(α) = E[−α log π − α H̄], so α grows while the policy's
+    entropy (≈ −log π, a few nats here) is below the target H̄ and shrinks while above it."""
+    agent = _agent(auto_alpha=True, alpha=0.5, target_entropy=target_entropy)
+    agent._collect_iteration()
+    before = float(agent.log_alpha.detach())
+    out = agent._update()
+    assert -50.0 < -out["log_pi"] < 50.0  # the entropy estimate lies between the two targets
+    assert (float(agent.log_alpha.detach()) > before) == grows
+
+
 def test_actor_log_prob_is_the_tanh_gaussian_density_in_the_normalised_box():
     from gymnasium import spaces
 
