@@ -470,7 +470,12 @@ class PEARL(Agent):
             for episodes, buffers in ((d.posterior_episodes, (self.rl_buffer, self.enc_buffer)), (d.extra_episodes, (self.rl_buffer,))):
                 if not episodes:
                     continue
-                # One context draw per episode (PEARL re-infers the posterior after every trajectory).
+                # One context draw (and z) per episode, as PEARL's update_post_train = 1 re-infers the
+                # posterior after every trajectory. The episodes of a phase run in parallel, so every
+                # context comes from the encoder buffer as it stood before the phase (with
+                # num_steps_posterior = 0, as in the presets, that is the same buffer either way), and
+                # every episode acts with a posterior z (Algorithm 1); oyster's collect_data starts
+                # each phase from the prior, so its first trajectory there acts with z ~ prior.
                 z, _, _ = self._posterior_z(torch.as_tensor(np.repeat(idx, episodes)))
                 n, ro = self._gather(idx, episodes, z, buffers)
                 steps += n
