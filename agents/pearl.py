@@ -37,6 +37,7 @@ from __future__ import annotations
 import math
 import os
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar, Literal
@@ -57,7 +58,7 @@ from metarl.encoders import (
     mlp,
     sample_latent,
 )
-from metarl.errors import ConfigError, TrainingDivergedError
+from metarl.errors import ConfigError, MetaRLWarning, TrainingDivergedError
 from metarl.meta_env import check_seed
 from metarl.registry import check_env_id
 from metarl.replay import TaskReplay, Transitions
@@ -342,8 +343,19 @@ class PEARL(Agent):
             if config.num_train_tasks > len(held_out):
                 raise ConfigError(f"PEARLConfig.num_train_tasks = {config.num_train_tasks} exceeds the {len(held_out)} held-out tasks of {env_id} (train_tasks='held_out')")
             self.train_tasks: list[Task] = held_out[: config.num_train_tasks]
+            # Loud on purpose: evaluation then scores tasks the agent trained on (PEARL's own
+            # HalfCheetahDir protocol, two directions for both), not generalisation to new tasks.
+            warnings.warn(
+                f"PEARL train_tasks='held_out': training on the first {config.num_train_tasks} held-out tasks of {env_id}; "
+                "evaluation on them measures fitting, not generalisation (eval.json: agent_extra.held_out_tasks_trained_on)",
+                MetaRLWarning,
+                stacklevel=2,
+            )
         else:
             self.train_tasks = self.distribution.sample(self.np_rng, config.num_train_tasks)
+        held_out_set = set(venv.unwrapped.held_out_tasks())
+        #: How many of the env's held-out tasks are training tasks (reported by :meth:`evaluate`).
+        self.held_out_trained_on = sum(t in held_out_set for t in self.train_tasks)
         venv.close()
         self.z_gen = torch.Generator().manual_seed(self.seed + 1)
         self.update_gen = torch.Generator().manual_seed(self.seed + 2)
@@ -458,7 +470,12 @@ class PEARL(Agent):
             for episodes, buffers in ((d.posterior_episodes, (self.rl_buffer, self.enc_buffer)), (d.extra_episodes, (self.rl_buffer,))):
                 if not episodes:
                     continue
-                # One context draw per episode (PEARL re-infers the posterior after every trajectory).
+                # One context draw (and z) per episode, as PEARL's update_post_train = 1 re-infers the
+                # posterior after every trajectory. The episodes of a phase run in parallel, so every
+                # context comes from the encoder buffer as it stood before the phase (with
+                # num_steps_posterior = 0, as in the presets, that is the same buffer either way), and
+                # every episode acts with a posterior z (Algorithm 1); oyster's collect_data starts
+                # each phase from the prior, so its first trajectory there acts with z ~ prior.
                 z, _, _ = self._posterior_z(torch.as_tensor(np.repeat(idx, episodes)))
                 n, ro = self._gather(idx, episodes, z, buffers)
                 steps += n
@@ -596,7 +613,10 @@ class PEARL(Agent):
         return EvalResult(
             x="episode", returns=per_episode, trial_returns=per_episode.sum(1),
             success=None if success is None else success.reshape(M, R, E).mean(1),
-            extra={"trials_per_task": R, "prior_episodes": cfg.num_exp_traj_eval, "encoder": cfg.encoder},
+            extra={"trials_per_task": R, "prior_episodes": cfg.num_exp_traj_eval, "encoder": cfg.encoder,
+                   # The env's held-out tasks that are also training tasks: 0 unless train_tasks='held_out'
+                   # (or a family of few distinct tasks), where eval.json's score is not a held-out one.
+                   "train_tasks": cfg.train_tasks, "held_out_tasks_trained_on": self.held_out_trained_on},
         )
 
     # ------------------------------------------------------------------------ python API

@@ -134,9 +134,11 @@ class TaskReplay:
         if ids.numel() and int(sizes.min()) == 0:
             empty = ids[sizes == 0].tolist()
             raise ConfigError(f"replay buffer of task(s) {empty} is empty; collect before sampling")
-        u = torch.rand((ids.numel(), int(batch_size)), generator=generator).to(self.device)
-        # floor(u * size) is exact in float64 for any size < 2**52; the clamp guards u rounding to 1.
-        slot = torch.minimum((u.double() * sizes.unsqueeze(1).double()).long(), sizes.unsqueeze(1) - 1)
+        # u in float64 (53 random bits): a float32 u has only 2**24 values, so with a 10**6-slot
+        # buffer some slots would get 17 of them and others 16 (6% apart); in float64 the slots'
+        # odds differ by at most size / 2**53. The clamp guards the product rounding up to size.
+        u = torch.rand((ids.numel(), int(batch_size)), generator=generator, dtype=torch.float64).to(self.device)
+        slot = torch.minimum((u * sizes.unsqueeze(1).double()).long(), sizes.unsqueeze(1) - 1)
         rows = ids.unsqueeze(1).expand_as(slot)
         return Transitions(*(getattr(self, name)[rows, slot] for name in self._FIELDS))
 

@@ -41,6 +41,56 @@ def test_sac_target_matches_a_hand_computation():
     torch.testing.assert_close(got, expected)
 
 
+def test_the_update_regresses_the_critics_on_the_soft_target_of_the_target_critics():
+    """One ``_update``'s critic loss against the target written out here: r·scale + γ(1 − d)
+    (min_j Q̄_j(s', a', z) − α log π(a' | s', z)), a' ~ π(· | s', z) the NEXT action, Q̄ the target
+    critics (made to differ from the critics so that using the wrong ones shows)."""
+    import copy
+
+    agent = _agent(auto_alpha=False, alpha=0.3, reward_scale=2.0, discount=0.8)
+    agent._collect_iteration()
+    with torch.no_grad():
+        for p in agent.critic_target.parameters():
+            p.add_(0.3 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+        agent.rl_buffer.terminals[:, ::2] = 1.0  # terminal transitions in every task, so (1 − d) matters
+    actor, critic, target, encoder = (copy.deepcopy(getattr(agent, n)) for n in ("actor", "critic", "critic_target", "encoder"))
+    g_update, g_z = torch.Generator(), torch.Generator()
+    g_update.set_state(agent.update_gen.get_state())
+    g_z.set_state(agent.z_gen.get_state())
+    cfg, M, B = agent.config, agent.config.meta_batch, agent.config.batch_size
+    with torch.no_grad():  # the same draws as the update, in its order
+        task_ids = torch.randint(cfg.num_train_tasks, (M,), generator=g_update)
+        b = agent.rl_buffer.sample(task_ids, B, g_update)
+        mean, var = encoder(agent._context(agent.enc_buffer.sample(task_ids, cfg.embedding_batch_size, g_update)))
+        z = (mean + var.sqrt() * torch.randn(mean.shape, generator=g_z)).repeat_interleave(B, 0)
+        s, a, r = b.obs.reshape(M * B, -1), b.actions.reshape(M * B, -1), b.rewards.reshape(-1)
+        s2, d = b.next_obs.reshape(M * B, -1), b.terminals.reshape(-1)
+        a2, logp2, _, _ = actor.rsample(torch.cat([s2, z], -1), g_update)
+        x2 = torch.cat([s2, a2, z], -1)
+        q_bar = torch.minimum(target.q1(x2).squeeze(-1), target.q2(x2).squeeze(-1))
+        y = 2.0 * r + 0.8 * (1.0 - d) * (q_bar - 0.3 * logp2)
+        x = torch.cat([s, a, z], -1)
+        expected = ((critic.q1(x).squeeze(-1) - y) ** 2).mean() + ((critic.q2(x).squeeze(-1) - y) ** 2).mean()
+    assert 0 < float(d.sum()) < M * B
+    out = agent._update()
+    assert out["critic_loss"] == pytest.approx(float(expected), rel=1e-5)
+    # ... and the target critics moved by tau towards the updated critics (Polyak averaging).
+    for new_target, old_target, new_critic in zip(agent.critic_target.parameters(), target.parameters(), agent.critic.parameters(), strict=True):
+        torch.testing.assert_close(new_target, old_target + cfg.soft_target_tau * (new_critic - old_target))
+
+
+@pytest.mark.parametrize("target_entropy, grows", [(50.0, True), (-50.0, False)])
+def test_auto_temperature_rises_below_the_target_entropy_and_falls_above(target_entropy, grows):
+    """Haarnoja et al. 2018b eq. 18: J(α) = E[−α log π − α H̄], so α grows while the policy's
+    entropy (≈ −log π, a few nats here) is below the target H̄ and shrinks while above it."""
+    agent = _agent(auto_alpha=True, alpha=0.5, target_entropy=target_entropy)
+    agent._collect_iteration()
+    before = float(agent.log_alpha.detach())
+    out = agent._update()
+    assert -50.0 < -out["log_pi"] < 50.0  # the entropy estimate lies between the two targets
+    assert (float(agent.log_alpha.detach()) > before) == grows
+
+
 def test_actor_log_prob_is_the_tanh_gaussian_density_in_the_normalised_box():
     from gymnasium import spaces
 
@@ -88,6 +138,23 @@ def test_an_iteration_fills_both_buffers_as_the_paper():
     # The encoder buffer of a sampled task holds its prior + posterior episodes only (not the extra ones).
     assert int(agent.enc_buffer.size.max()) <= 2 * 10
     assert {"train/critic_loss", "train/kl", "rollout/prior_return", "rollout/posterior_return"} <= set(metrics)
+    # Every episode ended by the 10-step time limit (truncation), none reached a goal: no stored
+    # transition may be terminal, or the Bellman target would stop bootstrapping at the time limit.
+    assert float(agent.rl_buffer.terminals.sum()) == 0.0
+
+
+def test_a_true_termination_is_stored_as_terminal_and_a_truncation_is_not():
+    from metarl.sampling import Rollout
+
+    T, N = 3, 2
+    ro = Rollout(obs=torch.arange(T * N * 2.0).reshape(T, N, 2), actions=torch.zeros(T, N, 2), rewards=torch.ones(T, N),
+                 terminated=torch.tensor([[False, False], [True, False], [False, False]]),
+                 truncated=torch.tensor([[False, False], [False, False], [False, True]]),
+                 valid=torch.tensor([[1.0, 1.0], [1.0, 1.0], [0.0, 1.0]]), next_obs=torch.full((N, 2), -1.0), extras={})
+    tr, valid = PEARL._transitions(ro)
+    assert tr.terminals[valid].tolist() == [0.0, 0.0, 1.0, 0.0, 0.0]  # time-major: (0,0) (0,1) (1,0) (1,1) (2,1)
+    torch.testing.assert_close(tr.next_obs[0], ro.obs[1])  # s' of step t is the obs of step t + 1 ...
+    torch.testing.assert_close(tr.next_obs[2], ro.next_obs)  # ... and the final obs after the last step
 
 
 def test_evaluation_acts_with_the_prior_first_then_the_posterior_of_the_trial_so_far(monkeypatch):
@@ -207,10 +274,17 @@ def test_bad_config_is_a_typed_error_naming_the_field(change, match):
         _agent(**change)
 
 
-def test_training_tasks_can_be_the_held_out_list():
-    agent = _agent(train_tasks="held_out")
+def test_training_tasks_can_be_the_held_out_list_and_evaluation_says_so():
+    from metarl.errors import MetaRLWarning
+
+    with pytest.warns(MetaRLWarning, match="training on the first 4 held-out tasks"):
+        agent = _agent(train_tasks="held_out")
     assert agent.train_tasks == agent.held_out_tasks()[:4]
-    assert _agent(seed=9).train_tasks != _agent(seed=10).train_tasks  # sampled with the run seed otherwise
+    extra = agent.evaluate(agent.held_out_tasks()[:2], seed=0).extra
+    assert extra["train_tasks"] == "held_out" and extra["held_out_tasks_trained_on"] == 4
+    sampled = _agent(seed=9)
+    assert sampled.train_tasks != _agent(seed=10).train_tasks  # sampled with the run seed otherwise
+    assert sampled.evaluate(sampled.held_out_tasks()[:2], seed=0).extra["held_out_tasks_trained_on"] == 0
     with pytest.raises(ConfigError, match="num_train_tasks = 41 exceeds the 40 held-out tasks"):
         _agent(train_tasks="held_out", num_train_tasks=41, num_tasks_sample=2)
 
