@@ -138,13 +138,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("maml-navigation2d", "maml", "maml-trpo-navigation2d", (0, 1, 2), Target(">=", -16.4),
             "-16.4 ± 0.6 after 1 step (pytorch-maml-rl, same paper config, 100 iterations)",
             "metarl issue 11 (pytorch-maml-rl run); Finn et al. 2017 (MAML), Fig. 4 (plot only)",
-            metric="step1", iterations=100, run=False, note="run by the lead"),
+            metric="step1", iterations=100, run=False, note="run by the lead (--include-not-run)",
+            tried=("the paper preset (ReLU 100x100, max KL 0.01) on 3 seeds; pytorch-maml-rl's tanh 64x64 (seed 0: "
+                   "-20.5 at 100 it); max KL 0.03 (seed 0: training-task curve no better at 43 it, stopped). Every "
+                   "seed peaks near iteration 50-75 and falls back by 100 (RESULTS.md, MAML Navigation2D)")),
     Setting("maml-halfcheetah-vel", "maml", "maml-trpo-halfcheetah-vel", (0, 1, 2), Target(),
             "learning curve only (no table)", "Finn et al. 2017 (MAML), Fig. 5 (half-cheetah velocity)",
-            metric="step1", wall_minutes=120, iterations=500, run=False, note="run by the lead; iterations by budget"),
+            metric="step1", wall_minutes=120, iterations=500, run=False, note="not run this session (52.7 s/iteration idle; the 2 cores were shared by 4 jobs)"),
     Setting("maml-halfcheetah-dir", "maml", "maml-trpo-halfcheetah-dir", (0, 1, 2), Target(),
             "learning curve only (no table)", "Finn et al. 2017 (MAML), Fig. 5 (half-cheetah direction)",
-            metric="step1", wall_minutes=120, iterations=500, run=False, note="run by the lead; iterations by budget"),
+            metric="step1", wall_minutes=120, iterations=500, run=False, note="not run this session (52.7 s/iteration idle; the 2 cores were shared by 4 jobs)"),
     # Issue 14: the rest of the gradient-based family, same env and the same 100-iteration budget as
     # MAML's row (so the rows compare at equal meta-iterations, not equal env steps: ProMP and E-MAML
     # use their papers' 40 tasks per iteration). None of these papers reports a Navigation2D number.
