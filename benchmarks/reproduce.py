@@ -344,14 +344,17 @@ def table(settings: Sequence[Setting], root: Path, *, loadavg: str | None = None
     from metarl.evaluation import mean_ci95
 
     lines = [
-        "Held-out scores (RL²: mean trial return over the env's fixed held-out tasks, 20 trials each; MAML: "
-        "return after one gradient step). *ours* is the mean over seeds ± 95% CI over seeds (Student t); "
+        "Held-out scores (RL²: mean trial return over the env's fixed held-out tasks, 20 trials each; MAML, "
+        "ProMP, E-MAML: return after one gradient step; Reptile: after its 3 steps; PEARL: the trial's last, "
+        "posterior-sampling episode). *ours* is the mean over seeds ± 95% CI over seeds (Student t); "
         "baselines are computed by `metarl eval` on the same held-out tasks with the same evaluation seed "
         "(constants tuned on training tasks), mean ± 95% CI over tasks. Wall time is the trainer's clock "
         "(training iterations only), one torch thread per run, two runs at once on a shared 2-core machine"
         + (f" (load average while training: {loadavg})" if loadavg else "")
         + f". A target counts as met when the mean over seeds satisfies it and every seed stayed within its "
-        f"wall budget (+{WALL_TOLERANCE:.0%}: training stops on whole iterations).",
+        f"wall budget (+{WALL_TOLERANCE:.0%}: training stops on whole iterations). The published RL² values "
+        "were transcribed from Duan et al. 2016, Tables 1 and 2, without the paper at hand (no network access "
+        "here): check them against the paper before quoting.",
         "",
         "| setting | budget | seeds | wall s per seed | env steps per seed | ours (held-out) | per seed | "
         "classic baselines (same tasks) | published | target | result |",
