@@ -46,7 +46,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-import numpy as np
 import torch
 
 from metarl.errors import ConfigError
@@ -151,12 +150,9 @@ class MAML(GradientMetaAgent):
         """Sample a meta-batch, adapt every task, update θ; returns namespaced metrics."""
         it = self.iteration if iteration is None else int(iteration)
         cfg = self.config
-        M, E = cfg.meta_batch_size, cfg.episodes_per_task
         start = time.perf_counter()
         timers = {"sample": 0.0, "adapt": 0.0}
-        tasks = self.venv.unwrapped.distribution.sample(np.random.default_rng(self._seed_for(it, 0)), M)
-        lrs = [cfg.inner_lr] * cfg.num_inner_steps
-        batches, valid, adapted = self._sample_and_adapt(tasks, lrs, E, self._seed_for(it, 1), it, timers)
+        batches, valid, adapted = self._draw_and_adapt(it, [cfg.inner_lr] * cfg.num_inner_steps, timers)
 
         t0 = time.perf_counter()
         with torch.no_grad():
@@ -165,24 +161,6 @@ class MAML(GradientMetaAgent):
         for n, p in self.params.items():
             self._check_finite(p, f"parameter {n!r} after the outer update", it)
         outer_s = time.perf_counter() - t0
-
-        pre = float(batches[0].episode_returns.mean())
-        post = float(valid.episode_returns.mean())
         self.iteration = it + 1
-        success = {}
-        if valid.episode_success is not None:  # Meta-World's metric, beside the return
-            success = {"rollout/pre_success_rate": float(batches[0].episode_success.mean()),
-                       "rollout/success_rate": float(valid.episode_success.mean())}
-        return {
-            "rollout/pre_return": pre,
-            "rollout/post_return": post,
-            "adapt/gain": post - pre,
-            **success,
-            **stats,
-            "time/sample_s": timers["sample"],
-            "time/adapt_s": timers["adapt"],
-            "time/outer_s": outer_s,
-            "time/iteration_s": time.perf_counter() - start,
-            "env_steps": (len(lrs) + 1) * M * E * self.horizon,
-        }
+        return {**self._iteration_metrics(batches, valid, timers, start, outer_s), **stats}
 
