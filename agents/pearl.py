@@ -48,7 +48,7 @@ from gymnasium import spaces
 from torch import Tensor, nn
 
 import metarl
-from metarl.agent import Agent, EvalResult
+from metarl.agent import Agent, EvalResult, resolve_device
 from metarl.config import check_numbers, number_range
 from metarl.encoders import (
     ENCODERS,
@@ -315,12 +315,7 @@ class PEARL(Agent):
     ) -> None:
         config = check_config(config if config is not None else PEARLConfig())
         seed = check_seed(seed)
-        try:
-            self.torch_device = torch.device(device)
-        except (RuntimeError, TypeError):
-            raise ConfigError(f"device must be like 'cpu' or 'cuda', got {device!r}") from None
-        if self.torch_device.type == "cuda" and not torch.cuda.is_available():
-            raise ConfigError(f"device {device!r} requested but CUDA is not available")
+        self.torch_device = resolve_device(device)
         super().__init__(check_env_id(env_id), config, seed=int(seed), device=str(device))
         if env_kwargs is None and env_id == self.default_env:
             env_kwargs = dict(self.default_env_kwargs)

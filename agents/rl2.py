@@ -37,7 +37,7 @@ import torch
 from gymnasium import spaces
 from torch import Tensor, nn
 
-from metarl.agent import Agent, EvalResult
+from metarl.agent import Agent, EvalResult, resolve_device
 from metarl.config import check_numbers
 from metarl.errors import ConfigError, TrainingDivergedError
 from metarl.losses import normalize_advantages, ppo_clip_loss
@@ -254,12 +254,7 @@ class RL2(Agent):
     ) -> None:
         config = check_config(config if config is not None else RL2Config())
         seed = check_seed(seed)  # an int in [0, 2**63), as everywhere in metarl
-        try:
-            self.torch_device = torch.device(device)
-        except (RuntimeError, TypeError):
-            raise ConfigError(f"device must be like 'cpu' or 'cuda', got {device!r}") from None
-        if self.torch_device.type == "cuda" and not torch.cuda.is_available():
-            raise ConfigError(f"device {device!r} requested but CUDA is not available")
+        self.torch_device = resolve_device(device)
         super().__init__(check_env_id(env_id), config, seed=int(seed), device=str(device))
         if env_kwargs is None and env_id == self.default_env:
             env_kwargs = dict(self.default_env_kwargs)

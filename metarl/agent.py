@@ -49,12 +49,28 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
+import torch
 
 from metarl.errors import ConfigError
 from metarl.tasks import Task
 from metarl.threads import ThreadSetting, check_threads, torch_threads
 
-__all__ = ["Agent", "EvalResult", "AGENTS", "load_agent_class"]
+__all__ = ["Agent", "EvalResult", "AGENTS", "load_agent_class", "resolve_device"]
+
+def resolve_device(device: Any) -> torch.device:
+    """``device`` (``"cpu"``, ``"cuda"``, ``"cuda:1"``, a ``torch.device``) as a ``torch.device``.
+
+    Raises :class:`~metarl.errors.ConfigError` for a name torch does not know or for CUDA on a
+    machine without it, so every agent rejects a bad ``device=`` the same way.
+    """
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"device must be like 'cpu' or 'cuda', got {device!r}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} requested but CUDA is not available")
+    return dev
+
 
 #: Registered agents: CLI name -> "module:Class". Agents add themselves here.
 AGENTS: dict[str, str] = {

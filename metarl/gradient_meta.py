@@ -38,7 +38,7 @@ from gymnasium import spaces
 from torch import Tensor
 
 import metarl
-from metarl.agent import Agent, EvalResult
+from metarl.agent import Agent, EvalResult, resolve_device
 from metarl.baselines import LinearFeatureBaseline
 from metarl.config import check_numbers
 from metarl.errors import CheckpointError, ConfigError, SpaceMismatchError, TrainingDivergedError
@@ -346,12 +346,7 @@ class GradientMetaAgent(Agent):
             config.hidden_sizes = tuple(config.hidden_sizes)
         self._check_config(config)
         seed = check_seed(seed)  # an int in [0, 2**63), as everywhere in metarl
-        try:
-            device = torch.device(device)
-        except RuntimeError:
-            raise ConfigError(f"unknown device {device!r}") from None
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ConfigError("device 'cuda' requested but CUDA is not available")
+        device = resolve_device(device)
         super().__init__(env_id, config, seed=int(seed), device=str(device))
         self.env_kwargs = dict(env_kwargs or {})
         self._device = device
