@@ -25,7 +25,6 @@ Metrics beside MAML's: ``train/exploration_loss``. Presets: ``metarl/presets/ema
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
@@ -41,7 +40,7 @@ from metarl.gradient_meta import (
     check_common_config,
     task_mean,
 )
-from metarl.policies import batched_dist_params
+from metarl.policies import Params, batched_dist_params
 
 __all__ = ["EMAMLConfig", "EMAML"]
 
@@ -112,26 +111,15 @@ class EMAML(GradientMetaAgent):
                 "train/line_search_steps": 0.0, "train/outer_loss": float(loss.detach())}
 
     # ---- one meta-iteration ----------------------------------------------------------------------
-    def train_iteration(self, iteration: int | None = None) -> dict[str, float]:
-        """Sample a meta-batch, adapt every task, update θ on MAML's objective plus the exploration term."""
-        it = self.iteration if iteration is None else int(iteration)
-        cfg = self.config
-        start = time.perf_counter()
-        timers = {"sample": 0.0, "adapt": 0.0}
-        batches, valid, adapted = self._draw_and_adapt(it, [cfg.inner_lr] * cfg.num_inner_steps, timers)
-
-        t0 = time.perf_counter()
+    def outer_update(self, batches: Sequence[TaskBatch], valid: TaskBatch, adapted: Params, iteration: int) -> dict[str, float]:
+        """MAML's objective plus the exploration term, by TRPO or one VPG step."""
         with torch.no_grad():
             old_dist = tuple(d.detach() for d in batched_dist_params(self.policy, adapted, valid.obs))
         weights = self.exploration_weights(valid)
         with torch.no_grad():
             explore_before = float(self._exploration_loss(batches[0], weights))
-        if cfg.outer == "trpo":
-            stats = self._trpo_step(batches, valid, old_dist, it, extra=lambda: self._exploration_loss(batches[0], weights))
+        if self.config.outer == "trpo":
+            stats = self._trpo_step(batches, valid, old_dist, iteration, extra=lambda: self._exploration_loss(batches[0], weights))
         else:
-            stats = self._vpg_step(batches, valid, old_dist, weights, it)
-        for n, p in self.params.items():
-            self._check_finite(p, f"parameter {n!r} after the outer update", it)
-        outer_s = time.perf_counter() - t0
-        self.iteration = it + 1
-        return {**self._iteration_metrics(batches, valid, timers, start, outer_s), **stats, "train/exploration_loss": explore_before}
+            stats = self._vpg_step(batches, valid, old_dist, weights, iteration)
+        return {**stats, "train/exploration_loss": explore_before}

@@ -41,7 +41,6 @@ unbiased second-order terms). Hyper-parameter presets: ``metarl/presets/maml-*.y
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
@@ -59,7 +58,7 @@ from metarl.gradient_meta import (
     every_kth_episode,
 )
 from metarl.losses import ppo_clip_loss
-from metarl.policies import batched_dist_params
+from metarl.policies import Params, batched_dist_params
 
 # TaskBatch, Adaptation and eval_lr_schedule moved to metarl.gradient_meta; still importable from
 # here for code written before the move (as is _every_kth_episode).
@@ -146,21 +145,10 @@ class MAML(GradientMetaAgent):
         }
 
     # ---- one meta-iteration (Finn et al. 2017, Algorithm 3) ----------------------------------------
-    def train_iteration(self, iteration: int | None = None) -> dict[str, float]:
-        """Sample a meta-batch, adapt every task, update θ; returns namespaced metrics."""
-        it = self.iteration if iteration is None else int(iteration)
-        cfg = self.config
-        start = time.perf_counter()
-        timers = {"sample": 0.0, "adapt": 0.0}
-        batches, valid, adapted = self._draw_and_adapt(it, [cfg.inner_lr] * cfg.num_inner_steps, timers)
-
-        t0 = time.perf_counter()
+    def outer_update(self, batches: Sequence[TaskBatch], valid: TaskBatch, adapted: Params, iteration: int) -> dict[str, float]:
+        """TRPO (or Adam) on the post-adaptation surrogate, through the adaptation."""
         with torch.no_grad():
             old_dist = tuple(d.detach() for d in batched_dist_params(self.policy, adapted, valid.obs))
-        stats = self._trpo_step(batches, valid, old_dist, it) if cfg.outer == "trpo" else self._adam_step(batches, valid, old_dist, it)
-        for n, p in self.params.items():
-            self._check_finite(p, f"parameter {n!r} after the outer update", it)
-        outer_s = time.perf_counter() - t0
-        self.iteration = it + 1
-        return {**self._iteration_metrics(batches, valid, timers, start, outer_s), **stats}
-
+        if self.config.outer == "trpo":
+            return self._trpo_step(batches, valid, old_dist, iteration)
+        return self._adam_step(batches, valid, old_dist, iteration)

@@ -29,7 +29,6 @@ Presets: ``metarl/presets/promp-*.yaml``.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
@@ -45,7 +44,7 @@ from metarl.gradient_meta import (
     check_common_config,
     task_mean,
 )
-from metarl.policies import batched_dist_params, stack_params
+from metarl.policies import Params, batched_dist_params, stack_params
 
 __all__ = ["ProMPConfig", "ProMP"]
 
@@ -137,15 +136,9 @@ class ProMP(GradientMetaAgent):
         return surrogate + penalty, surrogate, inner_kls, outer_kl, old
 
     # ---- one meta-iteration (Rothfuss et al. 2019, Algorithm 1) -----------------------------------
-    def train_iteration(self, iteration: int | None = None) -> dict[str, float]:
-        """Sample a meta-batch, adapt every task with LVC steps, take ``promp_steps`` Adam steps on eq. 13."""
-        it = self.iteration if iteration is None else int(iteration)
-        cfg = self.config
-        start = time.perf_counter()
-        timers = {"sample": 0.0, "adapt": 0.0}
-        batches, valid, _ = self._draw_and_adapt(it, [cfg.inner_lr] * cfg.num_inner_steps, timers)
-
-        t0 = time.perf_counter()
+    def outer_update(self, batches: Sequence[TaskBatch], valid: TaskBatch, adapted: Params, iteration: int) -> dict[str, float]:
+        """``promp_steps`` Adam steps on eq. 13, then the inner-KL coefficients' adaptation."""
+        cfg, it = self.config, iteration
         assert self.optimizer is not None
         old, first_loss = None, 0.0
         for step in range(cfg.promp_steps):
@@ -159,8 +152,6 @@ class ProMP(GradientMetaAgent):
             self.optimizer.step()
         with torch.no_grad():
             loss, surrogate, inner_kls, outer_kl, _ = self._promp_terms(batches, valid, old, it)
-        for n, p in self.params.items():
-            self._check_finite(p, f"parameter {n!r} after the outer update", it)
         coef = self.inner_kl_coefs[0]
         if cfg.adaptive_inner_kl:  # ProMP's adapt_kl_coeff: double/halve outside [target/1.5, 1.5 target]
             for k, kl in enumerate(inner_kls):
@@ -168,10 +159,7 @@ class ProMP(GradientMetaAgent):
                     self.inner_kl_coefs[k] *= 2.0
                 elif float(kl) < cfg.target_inner_kl / 1.5:
                     self.inner_kl_coefs[k] /= 2.0
-        outer_s = time.perf_counter() - t0
-        self.iteration = it + 1
         return {
-            **self._iteration_metrics(batches, valid, timers, start, outer_s),
             "train/outer_loss": first_loss,
             "train/surrogate_improvement": first_loss - float(loss),
             "train/clip_surrogate": float(surrogate),

@@ -22,7 +22,6 @@ Metrics: the rollout ones of MAML (``rollout/post_return`` after the ``k`` steps
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -77,17 +76,6 @@ class Reptile(GradientMetaAgent):
                 p.add_(steps[n])
         return float(flatten(list(steps.values())).norm())
 
-    def train_iteration(self, iteration: int | None = None) -> dict[str, float]:
-        """Sample a meta-batch, take ``k`` inner steps per task, move θ towards the adapted parameters."""
-        it = self.iteration if iteration is None else int(iteration)
-        cfg = self.config
-        start = time.perf_counter()
-        timers = {"sample": 0.0, "adapt": 0.0}
-        batches, valid, adapted = self._draw_and_adapt(it, [cfg.inner_lr] * cfg.num_inner_steps, timers)
-        t0 = time.perf_counter()
-        norm = self.meta_update(adapted)
-        for n, p in self.params.items():
-            self._check_finite(p, f"parameter {n!r} after the meta-update", it)
-        outer_s = time.perf_counter() - t0
-        self.iteration = it + 1
-        return {**self._iteration_metrics(batches, valid, timers, start, outer_s), "train/meta_step_norm": norm}
+    def outer_update(self, batches, valid, adapted: dict[str, torch.Tensor], iteration: int) -> dict[str, float]:
+        """The Reptile step towards the ``k``-step adapted parameters (no outer surrogate)."""
+        return {"train/meta_step_norm": self.meta_update(adapted)}

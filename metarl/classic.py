@@ -236,53 +236,6 @@ class GittinsApprox(_BanditPolicy):
 
 
 # --- tabular MDPs ----------------------------------------------------------------------------
-class PSRL(ClassicPolicy):
-    """Posterior sampling for RL (Osband, Russo & Van Roy 2013) on finite-horizon tabular MDPs.
-
-    Priors match the task distribution (RL², §3.2): ``P(·|s,a) ~ Dirichlet(1)`` and, with the
-    reward noise ``N(0, 1)`` known, ``μ(s,a) ~ N(1, 1)`` (conjugate normal posterior). At each
-    episode start one MDP is drawn from the posterior of every trial and solved by backward
-    induction over the episode horizon; the policy acts greedily in it for the episode.
-    """
-
-    name = "psrl"
-
-    def reset(self, env: BatchedMetaEnv, total_steps: int, rng: np.random.Generator) -> None:
-        super().reset(env, total_steps, rng)
-        S = int(env.single_observation_space.shape[0])
-        A = int(env.single_action_space.n)
-        self.S, self.A, self.H = S, A, env.max_episode_steps
-        self.counts = np.zeros((self.num, S, A, S))
-        self.reward_sum = np.zeros((self.num, S, A))
-        self.visits = np.zeros((self.num, S, A))
-        self._rows = np.arange(self.num)
-
-    def begin_episode(self, obs: np.ndarray) -> None:
-        P = self.rng.standard_gamma(self.counts + 1.0)  # Dirichlet(1 + counts) via normalised gammas
-        P /= P.sum(axis=-1, keepdims=True)
-        prec = 1.0 + self.visits  # prior precision 1, noise precision 1
-        mean = (1.0 + self.reward_sum) / prec
-        R = mean + self.rng.standard_normal(mean.shape) / np.sqrt(prec)
-        V = np.zeros((self.num, self.S))
-        self.Q = np.empty((self.H, self.num, self.S, self.A))
-        for h in range(self.H - 1, -1, -1):  # Q[h]: h steps taken, H - h to go
-            self.Q[h] = R + np.einsum("nsat,nt->nsa", P, V)
-            V = self.Q[h].max(axis=-1)
-
-    def act(self, obs: np.ndarray, step: int) -> np.ndarray:
-        s = obs.argmax(axis=1)
-        q = self.Q[min(step, self.H - 1), self._rows, s]
-        return _argmax_random(q, self.rng)
-
-    def update(self, obs, actions, rewards, next_obs, active) -> None:
-        s, s2 = obs.argmax(axis=1), next_obs.argmax(axis=1)
-        w = active.astype(np.float64)
-        np.add.at(self.counts, (self._rows, s, actions, s2), w)
-        np.add.at(self.reward_sum, (self._rows, s, actions), rewards * w)
-        np.add.at(self.visits, (self._rows, s, actions), w)
-        self.t += 1
-
-
 class _TabularModel(ClassicPolicy):
     """Counts of one trial's transitions and rewards ``[N, S, A(, S)]``; plans at each episode start.
 
@@ -332,6 +285,26 @@ class _TabularModel(ClassicPolicy):
         np.add.at(self.reward_sum, (self._rows, s, actions), rewards * w)
         np.add.at(self.visits, (self._rows, s, actions), w)
         self.t += 1
+
+
+class PSRL(_TabularModel):
+    """Posterior sampling for RL (Osband, Russo & Van Roy 2013) on finite-horizon tabular MDPs.
+
+    Priors match the task distribution (RL², §3.2): ``P(·|s,a) ~ Dirichlet(1)`` and, with the
+    reward noise ``N(0, 1)`` known, ``μ(s,a) ~ N(1, 1)`` (conjugate normal posterior). At each
+    episode start one MDP is drawn from the posterior of every trial and solved by backward
+    induction over the episode horizon; the policy acts greedily in it for the episode.
+    """
+
+    name = "psrl"
+
+    def plan(self) -> np.ndarray:
+        P = self.rng.standard_gamma(self.counts + 1.0)  # Dirichlet(1 + counts) via normalised gammas
+        P /= P.sum(axis=-1, keepdims=True)
+        prec = 1.0 + self.visits  # prior precision 1, noise precision 1
+        mean = (1.0 + self.reward_sum) / prec
+        R = mean + self.rng.standard_normal(mean.shape) / np.sqrt(prec)
+        return self.backward(P, R)
 
 
 class MDPGreedy(_TabularModel):

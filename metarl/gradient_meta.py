@@ -652,6 +652,26 @@ class GradientMetaAgent(Agent):
 
 
     # ---- training loop -------------------------------------------------------------------------------
+    def train_iteration(self, iteration: int | None = None) -> dict[str, float]:
+        """One meta-iteration: draw tasks, sample and adapt (:meth:`_draw_and_adapt`), then the agent's
+        :meth:`outer_update`; returns the rollout/time metrics and the update's ``train/`` ones."""
+        it = self.iteration if iteration is None else int(iteration)
+        start = time.perf_counter()
+        timers = {"sample": 0.0, "adapt": 0.0}
+        batches, valid, adapted = self._draw_and_adapt(it, [self.config.inner_lr] * self.config.num_inner_steps, timers)
+        t0 = time.perf_counter()
+        stats = self.outer_update(batches, valid, adapted, it)
+        for n, p in self.params.items():
+            self._check_finite(p, f"parameter {n!r} after the outer update", it)
+        outer_s = time.perf_counter() - t0
+        self.iteration = it + 1
+        return {**self._iteration_metrics(batches, valid, timers, start, outer_s), **stats}
+
+    def outer_update(self, batches: Sequence[TaskBatch], valid: TaskBatch, adapted: Params, iteration: int) -> dict[str, float]:
+        """The agent's meta-update of :attr:`params` from the inner batches, the post-adaptation batch
+        and the adapted parameters ``[M, ...]``; returns its ``train/`` metrics."""
+        raise NotImplementedError(f"{type(self).__name__} must define outer_update")
+
     def _draw_and_adapt(self, iteration: int, lrs: Sequence[float], timers: dict[str, float]) -> tuple[list[TaskBatch], TaskBatch, Params]:
         """Steps 1-3 of a meta-iteration: draw ``M`` training tasks (from ``(seed, iteration)``),
         sample, adapt with ``lrs``, sample again (see :meth:`_sample_and_adapt`)."""
