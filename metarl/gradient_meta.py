@@ -57,6 +57,7 @@ from metarl.returns import discounted_returns, gae
 from metarl.samplers import EnvSpec, LocalSampler, Sampler, TaskPolicySpec
 from metarl.sampling import Rollout
 from metarl.tasks import Task
+from metarl.threads import parallel_map
 
 __all__ = [
     "GradientMetaConfig",
@@ -131,6 +132,21 @@ class TRPOMetaConfig(GradientMetaConfig):
     every 5th sample: the KL Hessian through the adaptation on the subsample, at the adapted
     parameters of the full data. The gradient, the adapted parameters and the line search stay
     exact (an approximation of the step direction only; benchmarks/maml_equivalence.py)."""
+    cg_first_order: bool = False
+    """Trust-region curvature to first order in the adaptation: the Fisher of the adapted
+    policies, ``mean_m F_m(θ'_m)``, in place of the KL Hessian through the adaptation
+    ``mean_m J_mᵀ F_m J_m`` (``J_m = ∂θ'_m/∂θ ≈ I``, the approximation first-order MAML makes in the
+    gradient, made here in the curvature only). Each conjugate-gradient product then costs one
+    Fisher product on the post-adaptation batch instead of that plus two inner-loss Hessian
+    products (~4x cheaper); the meta-gradient and the line search (which checks the true KL) stay
+    exact. An approximation of the step direction only; benchmarks/maml_equivalence.py. Combines
+    with ``cg_subsample``."""
+    update_task_groups: int = 2
+    """The TRPO meta-update splits the meta-batch into this many groups of tasks and computes
+    each group's surrogate, meta-gradient, curvature products and line-search checks on its own
+    thread (at most one per usable core; :func:`metarl.threads.parallel_map`), then sums them
+    weighted by group size. The same update as one group up to floating-point summation order;
+    results depend on this number, never on how many cores ran the groups."""
     ls_max_steps: int = 15
     """Backtracking line-search candidates (pytorch-maml-rl: 15)."""
     ls_backtrack_ratio: float = 0.8
@@ -168,7 +184,7 @@ def check_common_config(cfg: Any, *, positive_ints: Sequence[str] = (), positive
     if cfg.baseline_reg < 0:
         raise ConfigError(f"baseline_reg must be >= 0, got {cfg.baseline_reg!r}")
     if isinstance(cfg, TRPOMetaConfig):
-        for name in ("cg_iters", "ls_max_steps", "cg_subsample"):
+        for name in ("cg_iters", "ls_max_steps", "cg_subsample", "update_task_groups"):
             _positive_int(cfg, name)
         _positive_number(cfg, "max_kl")
         if not 0.0 < cfg.ls_backtrack_ratio < 1.0:
@@ -284,6 +300,16 @@ def task_mean(x: Tensor, mask: Tensor) -> Tensor:
 _VMAP_CHUNK_SAMPLES = 16384
 
 
+def _weighted_sum(weights: Sequence[float], xs: Sequence[Tensor]) -> Tensor:
+    """``Σ w_i x_i`` in a fixed order (one term: ``x`` itself, bit for bit)."""
+    if len(xs) == 1 and weights[0] == 1.0:
+        return xs[0]
+    out = weights[0] * xs[0]
+    for w, x in zip(weights[1:], xs[1:], strict=True):
+        out = out + w * x
+    return out
+
+
 class _Linearisation(NamedTuple):
     """The TRPO meta-objective at the current θ (see :meth:`GradientMetaAgent._linearise`)."""
 
@@ -294,6 +320,23 @@ class _Linearisation(NamedTuple):
 
 def _at(iteration: int) -> str:
     return f"iteration {iteration}" if iteration >= 0 else "evaluation"
+
+
+def task_groups(M: int, n: int) -> list[slice]:
+    """``min(n, M)`` contiguous groups of the ``M`` tasks, sizes as equal as possible (larger first).
+
+    >>> task_groups(5, 2)
+    [slice(0, 3, None), slice(3, 5, None)]
+    """
+    n = max(1, min(n, M))
+    sizes = [M // n + (i < M % n) for i in range(n)]
+    starts = np.cumsum([0, *sizes]).tolist()
+    return [slice(a, b) for a, b in zip(starts[:-1], starts[1:], strict=True)]
+
+
+def task_slice(batch: TaskBatch, s: slice) -> TaskBatch:
+    """The tasks ``s`` of a task-major batch."""
+    return TaskBatch(*(None if x is None else x[s] for x in batch))
 
 
 def every_kth_episode(batch: TaskBatch, k: int) -> TaskBatch:
@@ -516,7 +559,33 @@ class GradientMetaAgent(Agent):
 
 
     def _linearise(self, batches: Sequence[TaskBatch], valid: TaskBatch, old_dist: tuple[Tensor, ...], iteration: int) -> _Linearisation:
-        """The TRPO meta-objective at the current θ: surrogate loss, meta-gradient and KL curvature.
+        """The TRPO meta-objective at the current θ (:meth:`_linearise_group`), over the task groups.
+
+        Each of the ``update_task_groups`` groups is linearised, and each curvature product taken,
+        on its own thread; loss, gradient and products are the group-size-weighted sums (every
+        term is a mean over tasks). ``hvp`` includes the damping.
+        """
+        cfg = self.config
+        M = valid.mask.shape[0]
+        groups = task_groups(M, cfg.update_task_groups)
+        weights = [(s.stop - s.start) / M for s in groups]
+
+        def linearise(s: slice) -> _Linearisation:
+            with torch.enable_grad():
+                return self._linearise_group([task_slice(b, s) for b in batches], task_slice(valid, s), tuple(d[s] for d in old_dist), iteration)
+
+        parts = parallel_map(linearise, groups)
+        loss = sum(w * p.loss for w, p in zip(weights, parts, strict=True))
+        grad = _weighted_sum(weights, [p.grad for p in parts])
+
+        def hvp(v: Tensor) -> Tensor:
+            products = parallel_map(lambda p: p.hvp(v), parts)
+            return _weighted_sum(weights, products) + cfg.cg_damping * v
+
+        return _Linearisation(loss, grad, hvp)
+
+    def _linearise_group(self, batches: Sequence[TaskBatch], valid: TaskBatch, old_dist: tuple[Tensor, ...], iteration: int) -> _Linearisation:
+        """The TRPO meta-objective of a group of tasks at the current θ: surrogate loss, meta-gradient and KL curvature (undamped).
 
         With ``θ'(θ)`` the adaptation (per task, through every inner step) and ``J = ∂θ'/∂θ``:
 
@@ -530,7 +599,8 @@ class GradientMetaAgent(Agent):
         so ``J v`` is the same vector-Jacobian product as ``Jᵀ v`` taken in the other order: both
         reuse the graphs of the inner steps (built once per outer step, at leaf copies of ``θ_k``),
         and no product differentiates the adaptation more than twice. With ``cg_subsample = k > 1``
-        the curvature uses every k-th episode of each task, at the same ``θ_k`` and ``θ'``.
+        the curvature uses every k-th episode of each task, at the same ``θ_k`` and ``θ'``; with
+        ``cg_first_order`` it takes ``J = I`` (no inner graph in the products).
         """
         cfg = self.config
         names = list(self.params)
@@ -583,14 +653,17 @@ class GradientMetaAgent(Agent):
         if k == 1:  # the curvature reuses the gradient's graphs
             curv_graphs, curv_fisher = graphs, fisher(adapted, valid, old_dist, dist)
         else:
-            curv_graphs, _ = inner_graphs([every_kth_episode(b, k) for b in batches], points[:-1])
+            curv_graphs = [] if cfg.cg_first_order else inner_graphs([every_kth_episode(b, k) for b in batches], points[:-1])[0]
             leaf = [a.detach().requires_grad_(True) for a in adapted]
             curv_fisher = fisher(leaf, every_kth_episode(valid, k), tuple(d[:, :, ::k] for d in old_dist))
+        if cfg.cg_first_order:  # J = I: push_forward broadcasts, pull_back sums over tasks
+            curv_graphs = []
         plist = list(self.params.values())
 
         def hvp(v: Tensor) -> Tensor:
-            u = curv_fisher(push_forward(curv_graphs, unflatten(v, plist)))
-            return flatten(pull_back(curv_graphs, u)) + cfg.cg_damping * v
+            with torch.enable_grad():
+                u = curv_fisher(push_forward(curv_graphs, unflatten(v, plist)))
+                return flatten(pull_back(curv_graphs, u))
 
         return _Linearisation(float(loss.detach()), grad, hvp)
 
@@ -622,12 +695,24 @@ class GradientMetaAgent(Agent):
         del hvp
         old = [p.detach().clone() for p in plist]
         deltas = unflatten(step, plist)
+        M = valid.mask.shape[0]
+        groups = [([task_slice(b, s) for b in batches], task_slice(valid, s), tuple(d[s] for d in old_dist), (s.stop - s.start) / M)
+                  for s in task_groups(M, cfg.update_task_groups)]
+
+        def group_terms(group: tuple) -> tuple[Tensor, Tensor]:
+            inner, post, old_d, _ = group
+            with torch.no_grad():
+                _, loss, kl = self._outer_terms(self._adapted(inner, iteration), post, old_d)
+            return loss, kl
 
         def evaluate(fraction: float) -> tuple[float, float]:
             with torch.no_grad():
                 for p, p0, d in zip(plist, old, deltas, strict=True):
                     p.copy_(p0 - fraction * d)
-                _, new_loss, new_kl = self._outer_terms(self._adapted(batches, iteration), valid, old_dist)
+                terms = parallel_map(group_terms, groups)
+                weights = [g[3] for g in groups]
+                new_loss = _weighted_sum(weights, [t[0] for t in terms])
+                new_kl = _weighted_sum(weights, [t[1] for t in terms])
                 if extra is not None:
                     new_loss = new_loss + extra()
             return loss_old - float(new_loss), float(new_kl)

@@ -1,7 +1,7 @@
 """Stochastic MLP policies as pure functions of a parameter dict.
 
 A policy module only describes an architecture; every computation takes the parameters
-explicitly (``torch.func.functional_call``), so MAML can hold one parameter set per task and run
+explicitly (a pure forward: the module itself is never touched), so MAML can hold one parameter set per task and run
 all of them at once with ``torch.func.vmap`` (DESIGN.md, "Agents").
 
 - :class:`GaussianMLPPolicy` — Box actions: an MLP gives the mean, a learned state-independent
@@ -31,12 +31,12 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 from gymnasium import spaces
 from torch import Tensor, nn
-from torch.func import functional_call
 
 from metarl.errors import ConfigError
 
@@ -70,6 +70,16 @@ def _mlp(in_dim: int, out_dim: int, hidden_sizes: Sequence[int], activation: str
     return nn.Sequential(*layers)
 
 
+def _mlp_apply(net: nn.Sequential, prefix: str, param: Callable[[str], Tensor], x: Tensor) -> Tensor:
+    """``net(x)`` with each Linear's weight and bias read through ``param`` (what ``nn.Linear`` computes)."""
+    for i, layer in enumerate(net):
+        if isinstance(layer, nn.Linear):
+            x = F.linear(x, param(f"{prefix}{i}.weight"), param(f"{prefix}{i}.bias"))
+        else:  # a parameter-free activation
+            x = layer(x)
+    return x
+
+
 class StochasticPolicy(nn.Module, ABC):
     """Base class: an architecture whose computations take a parameter dict explicitly."""
 
@@ -99,8 +109,20 @@ class StochasticPolicy(nn.Module, ABC):
         return torch.zeros_like(p, device="cpu")
 
     def dist_params(self, params: Params, obs: Tensor) -> tuple[Tensor, ...]:
-        """Distribution parameters for ``obs [..., obs_dim]`` under ``params``."""
-        return functional_call(self, params, (obs,))
+        """Distribution parameters for ``obs [..., obs_dim]`` under ``params``.
+
+        Pure: the module is never touched (``torch.func.functional_call`` swaps its attributes
+        for the call), so threads may evaluate different parameter sets at once (the TRPO
+        meta-update's task groups). A name missing from ``params`` takes the module's own value.
+        """
+        return self._dist(lambda name: params[name] if name in params else self.get_parameter(name), obs)
+
+    def forward(self, obs: Tensor) -> tuple[Tensor, ...]:
+        return self._dist(self.get_parameter, obs)
+
+    @abstractmethod
+    def _dist(self, param: Callable[[str], Tensor], obs: Tensor) -> tuple[Tensor, ...]:
+        """Distribution parameters for ``obs``, reading each parameter by name through ``param``."""
 
     @abstractmethod
     def log_prob(self, dist: tuple[Tensor, ...], actions: Tensor) -> Tensor:
@@ -159,9 +181,9 @@ class GaussianMLPPolicy(StochasticPolicy):
             return torch.full(p.shape, math.log(self.init_std), dtype=p.dtype)
         return super()._initial_value(name, p)
 
-    def forward(self, obs: Tensor) -> tuple[Tensor, Tensor]:
-        mean = self.net(obs)
-        log_std = self.log_std.clamp_min(self.min_log_std).expand_as(mean)
+    def _dist(self, param: Callable[[str], Tensor], obs: Tensor) -> tuple[Tensor, Tensor]:
+        mean = _mlp_apply(self.net, "net.", param, obs)
+        log_std = param("log_std").clamp_min(self.min_log_std).expand_as(mean)
         return mean, log_std
 
     def log_prob(self, dist: tuple[Tensor, ...], actions: Tensor) -> Tensor:
@@ -202,8 +224,8 @@ class CategoricalMLPPolicy(StochasticPolicy):
         self.obs_dim, self.num_actions = int(obs_dim), int(num_actions)
         self.net = _mlp(obs_dim, num_actions, hidden_sizes, activation)
 
-    def forward(self, obs: Tensor) -> tuple[Tensor]:
-        return (torch.log_softmax(self.net(obs), dim=-1),)
+    def _dist(self, param: Callable[[str], Tensor], obs: Tensor) -> tuple[Tensor]:
+        return (torch.log_softmax(_mlp_apply(self.net, "net.", param, obs), dim=-1),)
 
     def log_prob(self, dist: tuple[Tensor, ...], actions: Tensor) -> Tensor:
         (logp,) = dist

@@ -27,6 +27,14 @@ right after each forward (one policy forward took ~63 ms instead of ~0.8 ms that
 ``benchmarks/bench_mujoco.py``). The rule: physics gets the cores (``nthread``), torch gets
 ``threads`` (1 by default); the two settings are independent.
 
+**Coarse task parallelism.** Besides the intra-op setting, work that splits into a few large
+independent pieces (the TRPO meta-update's task groups, :mod:`metarl.gradient_meta`) runs them on
+Python threads through :func:`parallel_map`, one piece per thread and at most one thread per
+usable core. Torch releases the GIL inside its ops, so the pieces compute at once; each piece is
+seconds of work with one join at the end, so a busy neighbour costs a share of a core, not the
+per-op stalls of spinning OpenMP workers. The pieces are fixed by the caller, never by the core
+count, so results do not depend on how many threads ran them.
+
 **Devices.** On CUDA the networks run on the GPU and torch's CPU threads only serve the small
 host-side ops (observation tensors, metrics), so one thread costs nothing there; the policy is
 the same on every device.
@@ -47,14 +55,16 @@ metarl.errors.ConfigError: threads must be 'auto' or a positive int, got '0'
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
-from typing import Any
+import os
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
+from typing import Any, TypeVar
 
 import torch
 
 from metarl.errors import ConfigError
 
-__all__ = ["AUTO_THREADS", "ThreadSetting", "check_threads", "resolve_threads", "torch_threads"]
+__all__ = ["AUTO_THREADS", "ThreadSetting", "check_threads", "resolve_threads", "torch_threads", "usable_cores", "parallel_map"]
 
 #: What ``"auto"`` resolves to (see the module docstring for why one).
 AUTO_THREADS = 1
@@ -101,3 +111,44 @@ def torch_threads(value: Any = "auto") -> Iterator[int]:
     finally:
         if torch.get_num_threads() != before:
             torch.set_num_threads(before)
+
+
+T = TypeVar("T")
+R = TypeVar("R")
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the OS tells it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def parallel_map(fn: Callable[[T], R], items: Sequence[T], workers: int | None = None) -> list[R]:
+    """``[fn(x) for x in items]``, the calls spread over up to ``workers`` threads (default: the usable cores).
+
+    Results come back in the order of ``items``; if calls raise, the exception of the first
+    failing item (in item order) is re-raised after all have finished. With one item or one worker everything runs on the calling thread. Thread-local
+    torch state (grad mode) is not inherited by the worker threads: ``fn`` sets what it needs.
+
+    >>> parallel_map(lambda x: x * x, [1, 2, 3])
+    [1, 4, 9]
+    """
+    n = min(len(items), usable_cores() if workers is None else int(workers))
+    if n <= 1:
+        return [fn(x) for x in items]
+    pool = _POOLS.get(n)
+    if pool is None:
+        pool = _POOLS[n] = ThreadPoolExecutor(max_workers=n, thread_name_prefix="metarl")
+    intra_op = torch.get_num_threads()
+
+    def call(x: T) -> R:
+        if torch.get_num_threads() != intra_op:  # a pool thread made under another setting
+            torch.set_num_threads(intra_op)
+        return fn(x)
+
+    futures = [pool.submit(call, x) for x in items]
+    wait(futures)
+    return [f.result() for f in futures]
