@@ -14,7 +14,7 @@ What it measures (issues 4 and 10):
   policies) / in the outer update (and, for TRPO, the update's gradient / conjugate-gradient /
   line-search phases), for the default config, the Navigation2D paper preset and,
   when registered, the HalfCheetahVel paper preset (40 tasks x 20 episodes x 200 steps), each also
-  with the curvature approximations (``cg_subsample: 4``, ``cg_first_order``, both); the iteration time as a ratio of its own sampling time (target <= 1.3)
+  with ``cg_subsample: 4``; the iteration time as a ratio of its own sampling time (target <= 1.3)
   and the time a 500-iteration run would take at the measured pace (``--project N`` measures N
   iterations after the warm-up). ``--contend`` runs every case a second time with a CPU-bound
   busy process beside it (started before, killed after), so idle and contended figures come from
@@ -51,14 +51,8 @@ SPLIT_CASES = [
     ("default", "default config (Navigation2D)", None, {}),
     ("nav", "maml-trpo-navigation2d (paper)", "maml-trpo-navigation2d", {}),
     ("nav-k4", "maml-trpo-navigation2d, cg_subsample=4", "maml-trpo-navigation2d", {"cg_subsample": 4}),
-    ("nav-fo", "maml-trpo-navigation2d, cg_first_order", "maml-trpo-navigation2d", {"cg_first_order": True}),
-    ("nav-fo-k4", "maml-trpo-navigation2d, cg_first_order + cg_subsample=4", "maml-trpo-navigation2d",
-     {"cg_first_order": True, "cg_subsample": 4}),
     ("hcv", "maml-trpo-halfcheetah-vel (paper)", "maml-trpo-halfcheetah-vel", {}),
     ("hcv-k4", "maml-trpo-halfcheetah-vel, cg_subsample=4", "maml-trpo-halfcheetah-vel", {"cg_subsample": 4}),
-    ("hcv-fo", "maml-trpo-halfcheetah-vel, cg_first_order", "maml-trpo-halfcheetah-vel", {"cg_first_order": True}),
-    ("hcv-fo-k4", "maml-trpo-halfcheetah-vel, cg_first_order + cg_subsample=4", "maml-trpo-halfcheetah-vel",
-     {"cg_first_order": True, "cg_subsample": 4}),
 ]
 
 #: Meta-iterations of the MAML paper's locomotion runs that the projection is for (issue 10).

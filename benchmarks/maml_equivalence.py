@@ -6,7 +6,7 @@ Run by hand (not in CI; minutes to hours)::
     python benchmarks/maml_equivalence.py --seeds 0 1 2 3 4 --iterations 30
     python benchmarks/maml_equivalence.py --preset maml-trpo-halfcheetah-vel --iterations 20 --seeds 0 1 2
     python benchmarks/maml_equivalence.py --a cg_subsample=1 --b cg_subsample=8 --set meta_batch_size=10
-    python benchmarks/maml_equivalence.py --b cg_first_order=true --b cg_first_order=true cg_subsample=4 --json nav.json
+    python benchmarks/maml_equivalence.py --b cg_subsample=2 --b cg_subsample=4 --json nav.json   # two candidates, resumable
 
 For every seed, variant A and each candidate (B, C, ...) train ``--iterations`` meta-iterations from the same
 initial parameters and the same task draws (everything random is derived from the seed), then

@@ -132,15 +132,6 @@ class TRPOMetaConfig(GradientMetaConfig):
     every 5th sample: the KL Hessian through the adaptation on the subsample, at the adapted
     parameters of the full data. The gradient, the adapted parameters and the line search stay
     exact (an approximation of the step direction only; benchmarks/maml_equivalence.py)."""
-    cg_first_order: bool = False
-    """Trust-region curvature to first order in the adaptation: the Fisher of the adapted
-    policies, ``mean_m F_m(θ'_m)``, in place of the KL Hessian through the adaptation
-    ``mean_m J_mᵀ F_m J_m`` (``J_m = ∂θ'_m/∂θ ≈ I``, the approximation first-order MAML makes in the
-    gradient, made here in the curvature only). Each conjugate-gradient product then costs one
-    Fisher product on the post-adaptation batch instead of that plus two inner-loss Hessian
-    products (~4x cheaper); the meta-gradient and the line search (which checks the true KL) stay
-    exact. An approximation of the step direction only; benchmarks/maml_equivalence.py. Combines
-    with ``cg_subsample``."""
     update_task_groups: int = 2
     """The TRPO meta-update splits the meta-batch into this many groups of tasks and computes
     each group's surrogate, meta-gradient, curvature products and line-search checks on its own
@@ -599,8 +590,7 @@ class GradientMetaAgent(Agent):
         so ``J v`` is the same vector-Jacobian product as ``Jᵀ v`` taken in the other order: both
         reuse the graphs of the inner steps (built once per outer step, at leaf copies of ``θ_k``),
         and no product differentiates the adaptation more than twice. With ``cg_subsample = k > 1``
-        the curvature uses every k-th episode of each task, at the same ``θ_k`` and ``θ'``; with
-        ``cg_first_order`` it takes ``J = I`` (no inner graph in the products).
+        the curvature uses every k-th episode of each task, at the same ``θ_k`` and ``θ'``.
         """
         cfg = self.config
         names = list(self.params)
@@ -653,11 +643,9 @@ class GradientMetaAgent(Agent):
         if k == 1:  # the curvature reuses the gradient's graphs
             curv_graphs, curv_fisher = graphs, fisher(adapted, valid, old_dist, dist)
         else:
-            curv_graphs = [] if cfg.cg_first_order else inner_graphs([every_kth_episode(b, k) for b in batches], points[:-1])[0]
+            curv_graphs, _ = inner_graphs([every_kth_episode(b, k) for b in batches], points[:-1])
             leaf = [a.detach().requires_grad_(True) for a in adapted]
             curv_fisher = fisher(leaf, every_kth_episode(valid, k), tuple(d[:, :, ::k] for d in old_dist))
-        if cfg.cg_first_order:  # J = I: push_forward broadcasts, pull_back sums over tasks
-            curv_graphs = []
         plist = list(self.params.values())
 
         def hvp(v: Tensor) -> Tensor:

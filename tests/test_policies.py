@@ -104,3 +104,36 @@ def test_make_policy_picks_by_action_space_and_rejects_others() -> None:
         GaussianMLPPolicy(2, 2, init_std=0.0)
     with pytest.raises(ConfigError, match="hidden_sizes"):
         GaussianMLPPolicy(2, 2, hidden_sizes=(0,))
+
+
+@pytest.mark.parametrize("policy", [GaussianMLPPolicy(3, 2, hidden_sizes=(5, 4), activation="relu"), CategoricalMLPPolicy(3, 4, hidden_sizes=(5,))])
+def test_dist_params_is_the_modules_forward_and_never_touches_the_module(policy) -> None:
+    params = policy.init_params(_gen(0))
+    obs = torch.randn(7, 3, generator=_gen(1))
+    with torch.no_grad():
+        for name, p in policy.named_parameters():
+            p.copy_(params[name])
+    own = {name: p.detach().clone() for name, p in policy.named_parameters()}
+    for got, want in zip(policy.dist_params(params, obs), policy(obs), strict=True):
+        assert torch.equal(got, want)  # the same computation, bit for bit
+    other = policy.init_params(_gen(5))
+    policy.dist_params(other, obs)
+    assert all(torch.equal(p, own[n]) for n, p in policy.named_parameters())
+    # A name missing from the dict takes the module's own value (as torch.func.functional_call).
+    partial = {k: v for k, v in other.items() if k != "net.0.bias"}
+    with_own = {**other, "net.0.bias": own["net.0.bias"]}
+    assert all(torch.equal(a, b) for a, b in zip(policy.dist_params(partial, obs), policy.dist_params(with_own, obs), strict=True))
+
+
+def test_dist_params_from_threads_at_once_equals_serial() -> None:
+    # The TRPO meta-update evaluates task groups on threads; with functional_call (which swaps the
+    # module's attributes during the call) concurrent calls read each other's parameters.
+    from metarl.threads import parallel_map
+
+    policy = GaussianMLPPolicy(3, 2, hidden_sizes=(64, 64))
+    sets = [policy.init_params(_gen(s)) for s in range(8)]
+    obs = torch.randn(512, 3, generator=_gen(9))
+    want = [policy.dist_params(p, obs)[0] for p in sets]
+    for _ in range(5):
+        got = parallel_map(lambda p: policy.dist_params(p, obs)[0], sets, workers=4)
+        assert all(torch.equal(g, w) for g, w in zip(got, want, strict=True))

@@ -165,3 +165,40 @@ def test_train_and_eval_apply_and_record_the_setting(tmp_path, outside_threads, 
         err = capsys.readouterr().err
         assert err.count("threads must be 'auto' or a positive int") == 2 and repr(bad) in err
         assert "Traceback" not in err
+
+
+# ---- coarse task parallelism: parallel_map ----------------------------------------------------------
+def test_parallel_map_keeps_the_order_and_uses_threads() -> None:
+    import threading
+
+    from metarl.threads import parallel_map
+
+    names = parallel_map(lambda x: (x, threading.current_thread().name), list(range(6)), workers=2)
+    assert [x for x, _ in names] == list(range(6))
+    assert {n for _, n in names} <= {f"metarl_{i}" for i in range(2)}  # the pool's threads, not the caller's
+    assert parallel_map(lambda x: threading.current_thread().name, [1, 2], workers=1) == [threading.current_thread().name] * 2
+
+
+def test_parallel_map_reraises_the_first_failing_item_after_all_finished() -> None:
+    from metarl.threads import parallel_map
+
+    done = []
+
+    def fn(x: int) -> int:
+        if x in (1, 3):
+            raise ValueError(f"item {x}")
+        done.append(x)
+        return x
+
+    with pytest.raises(ValueError, match="item 1"):
+        parallel_map(fn, [0, 1, 2, 3], workers=2)
+    assert sorted(done) == [0, 2]
+
+
+def test_parallel_map_workers_run_with_the_callers_intra_op_threads(outside_threads) -> None:
+    from metarl.threads import parallel_map
+
+    with torch_threads(2):
+        assert parallel_map(lambda _: torch.get_num_threads(), [0, 1], workers=2) == [2, 2]
+    with torch_threads(1):
+        assert parallel_map(lambda _: torch.get_num_threads(), [0, 1], workers=2) == [1, 1]

@@ -23,6 +23,7 @@ from metarl.optim import (
 )
 from metarl.policies import batched_dist_params
 from metarl.sampling import Rollout
+from metarl.threads import parallel_map
 
 TINY = MAMLConfig(meta_batch_size=3, episodes_per_task=2, horizon=6, hidden_sizes=(8,), cg_iters=3)
 
@@ -154,9 +155,7 @@ def _reference_trpo_step(agent: MAML, batches, valid, old) -> dict[str, torch.Te
     plist = list(agent.params.values())
     loss = agent._outer_terms(agent._adapted(batches, 0), valid, old)[1]
     grad = flatten(torch.autograd.grad(loss, plist))
-    if cfg.cg_first_order:
-        hvp = _first_order_reference_hvp(agent, batches, valid, old)
-    elif cfg.cg_subsample == 1:
+    if cfg.cg_subsample == 1:
         hvp = hessian_vector_product(lambda: agent._outer_terms(agent._adapted(batches, 0), valid, old)[2], plist, cfg.cg_damping)
     else:
         hvp = _subsampled_reference_hvp(agent, batches, valid, old)
@@ -199,36 +198,6 @@ def _subsampled_reference_hvp(agent: MAML, batches, valid, old):
     return hessian_vector_product(kl, plist, agent.config.cg_damping)
 
 
-def _first_order_reference_hvp(agent: MAML, batches, valid, old):
-    """``cg_first_order`` curvature by definition: the Hessian in θ of the mean KL (on every k-th
-    episode) when each task's adapted parameters move with θ one for one (``∂θ'/∂θ = I``)."""
-    k = agent.config.cg_subsample
-    sub_valid, sub_old = _every_kth_episode(valid, k), tuple(d[:, :, ::k] for d in old)
-    plist = list(agent.params.values())
-
-    def kl() -> torch.Tensor:
-        with torch.no_grad():
-            full = agent._adapted(batches, 0)
-        adapted = {n: full[n] + (p - p.detach()) for n, p in agent.params.items()}
-        return agent._outer_terms(adapted, sub_valid, sub_old)[2]
-
-    return hessian_vector_product(kl, plist, agent.config.cg_damping)
-
-
-@pytest.mark.parametrize(("steps", "cg_subsample"), [(1, 1), (2, 1), (1, 2)])
-def test_first_order_curvature_is_the_fisher_of_the_adapted_policies(steps: int, cg_subsample: int) -> None:
-    agent, batches, valid, old, _ = _meta_problem(first_order=False, steps=steps)
-    plist = list(agent.params.values())
-    v = torch.randn(sum(p.numel() for p in plist), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    exact = agent._linearise(batches, valid, old, 0)
-    agent.config = replace(agent.config, cg_first_order=True, cg_subsample=cg_subsample)
-    approx = agent._linearise(batches, valid, old, 0)
-    torch.testing.assert_close(approx.hvp(v), _first_order_reference_hvp(agent, batches, valid, old)(v), rtol=1e-8, atol=1e-10)
-    # The meta-gradient stays exact; the curvature is a different matrix.
-    torch.testing.assert_close(approx.grad, exact.grad, rtol=0, atol=0)
-    assert (approx.hvp(v) - exact.hvp(v)).norm() > 1e-3 * exact.hvp(v).norm()
-
-
 @pytest.mark.parametrize("steps", [1, 2])
 def test_kl_hvp_through_the_adaptation_equals_the_double_backward_hvp(steps: int) -> None:
     agent, batches, valid, old, _ = _meta_problem(first_order=False, steps=steps)
@@ -264,13 +233,11 @@ def test_categorical_policy_curvature_equals_the_double_backward_hvp() -> None:
     torch.testing.assert_close(agent._linearise(batches, valid, old, 0).hvp(v), hvp_ref(v), rtol=1e-8, atol=1e-10)
 
 
-@pytest.mark.parametrize(("steps", "first_order", "cg_subsample", "cg_first_order"),
-                         [(1, False, 1, False), (2, False, 1, False), (1, True, 1, False), (1, False, 2, False),
-                          (2, False, 1, True), (1, False, 2, True)])
-def test_trpo_step_equals_the_straightforward_second_order_step(steps: int, first_order: bool, cg_subsample: int, cg_first_order: bool) -> None:
+@pytest.mark.parametrize(("steps", "first_order", "cg_subsample"), [(1, False, 1), (2, False, 1), (1, True, 1), (1, False, 2)])
+def test_trpo_step_equals_the_straightforward_second_order_step(steps: int, first_order: bool, cg_subsample: int) -> None:
     agent, batches, valid, old, _ = _meta_problem(first_order=first_order, steps=steps)
     # Larger than the tiny default so that the step is a real CG solve with a line search.
-    agent.config = replace(agent.config, cg_iters=8, max_kl=0.05, cg_subsample=cg_subsample, cg_first_order=cg_first_order)
+    agent.config = replace(agent.config, cg_iters=8, max_kl=0.05, cg_subsample=cg_subsample)
     if cg_subsample > 1:
         batches = [_batch(2, 3, 4, 2, 2, seed=30 + s, dtype=torch.float64) for s in range(steps)]
         valid = _batch(2, 3, 4, 2, 2, seed=40, dtype=torch.float64)
@@ -285,6 +252,52 @@ def test_trpo_step_equals_the_straightforward_second_order_step(steps: int, firs
         assert moved > 1e-6, k
         # Same math, different order of floating-point operations (CG amplifies the rounding).
         torch.testing.assert_close(agent.params[k].detach(), want[k], rtol=1e-7, atol=1e-7 * float(moved))
+
+
+def _three_task_problem():
+    agent, _, _, _, _ = _meta_problem(first_order=False, steps=1)
+    batches = [_batch(3, 3, 4, 2, 2, seed=50, dtype=torch.float64)]
+    valid = _batch(3, 3, 4, 2, 2, seed=51, dtype=torch.float64)
+    with torch.no_grad():
+        old = tuple(d.detach() for d in batched_dist_params(agent.policy, agent._adapted(batches, 0), valid.obs))
+    return agent, batches, valid, old
+
+
+def test_task_groups_give_the_same_update_up_to_rounding() -> None:
+    agent, batches, valid, old = _three_task_problem()
+    plist = list(agent.params.values())
+    v = torch.randn(sum(p.numel() for p in plist), generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    lins = []
+    for groups in (1, 2, 3, 5):
+        agent.config = replace(agent.config, update_task_groups=groups)
+        lins.append(agent._linearise(batches, valid, old, 0))
+    for lin in lins[1:]:
+        assert lin.loss == pytest.approx(lins[0].loss, rel=1e-12)
+        torch.testing.assert_close(lin.grad, lins[0].grad, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(lin.hvp(v), lins[0].hvp(v), rtol=1e-10, atol=1e-12)
+
+
+def test_task_groups_on_threads_are_bit_identical_to_serial(monkeypatch) -> None:
+    # Results depend on update_task_groups only, never on how many threads ran the groups.
+    import metarl.gradient_meta as gm
+
+    def run(serial: bool) -> tuple[dict, list]:
+        if serial:
+            monkeypatch.setattr(gm, "parallel_map", lambda fn, items, workers=None: [fn(x) for x in items])
+        else:
+            monkeypatch.setattr(gm, "parallel_map", lambda fn, items, workers=None: parallel_map(fn, items, workers=2))
+        agent = MAML("metarl/Navigation2D-v0", replace(TINY, meta_batch_size=4, update_task_groups=3, cg_subsample=1), seed=2)
+        metrics = [agent.train_iteration() for _ in range(2)]
+        return _params(agent), [m["train/outer_loss"] for m in metrics]
+
+    (p_serial, l_serial), (p_threads, l_threads) = run(True), run(False)
+    assert l_serial == l_threads
+    assert all(torch.equal(p_serial[k], p_threads[k]) for k in p_serial)
+
+
+def test_update_task_groups_must_be_a_positive_int() -> None:
+    with pytest.raises(ConfigError, match="update_task_groups"):
+        MAML("metarl/Navigation2D-v0", replace(TINY, update_task_groups=0))
 
 
 # ---- returns, baseline, advantages ------------------------------------------------------------
@@ -413,7 +426,7 @@ def test_load_rejects_foreign_or_mismatched_checkpoints(tmp_path) -> None:
 @pytest.mark.parametrize(
     "changes",
     [{"outer": "ppo", "ppo_epochs": 2}, {"outer": "vpg"}, {"first_order": True}, {"num_inner_steps": 2},
-     {"gae_lambda": 0.95}, {"cg_subsample": 2}, {"cg_first_order": True}, {"cg_first_order": True, "cg_subsample": 2}],
+     {"gae_lambda": 0.95}, {"cg_subsample": 2}],
 )
 def test_variants_train_and_move_the_parameters(changes) -> None:
     cfg = replace(TINY, **changes)
