@@ -26,7 +26,9 @@ What it measures (issues 4 and 10):
   a fresh subprocess (targets: default < 2 GiB, HalfCheetahVel preset < 8 GiB).
 
 Torch runs single-threaded unless ``--threads`` says otherwise (the project's machines are shared
-2-core boxes, where intra-op threads contend).
+2-core boxes, where intra-op threads contend); the TRPO update's task groups
+(``update_task_groups``) run on one thread per usable core as in training, so ``taskset -c 0``
+gives the one-core figures.
 """
 
 from __future__ import annotations

@@ -85,6 +85,9 @@ def test_duplicate_setting_names_and_unmatched_only_are_errors() -> None:
         rp.select(rp.SETTINGS, "zzz")
     got = rp.select(rp.SETTINGS, "rl2-tabular-mdp-*,rl2-bandit-k5-n100")
     assert [s.name for s in got] == ["rl2-bandit-k5-n100", "rl2-tabular-mdp-n10", "rl2-tabular-mdp-n25"]  # SETTINGS order
+    # An exact name is that setting only, although it is also a substring of another name.
+    assert [s.name for s in rp.select(rp.SETTINGS, "maml-halfcheetah-vel")] == ["maml-halfcheetah-vel"]
+    assert "emaml-halfcheetah-vel" in [s.name for s in rp.select(rp.SETTINGS, "*maml-halfcheetah-vel")]
 
 
 # --- chunk planning ---------------------------------------------------------------------------
