@@ -14,7 +14,8 @@ What it measures (issues 4 and 10):
   policies) / in the outer update (and, for TRPO, the update's gradient / conjugate-gradient /
   line-search phases), for the default config, the Navigation2D paper preset and,
   when registered, the HalfCheetahVel paper preset (40 tasks x 20 episodes x 200 steps), each also
-  with ``cg_subsample: 4``; the iteration time as a ratio of its own sampling time (target <= 1.3)
+  with ``cg_subsample: 4`` and with ``update_task_groups: 1`` (the update on one thread: the
+  computation before the task groups); the iteration time as a ratio of its own sampling time (target <= 1.3)
   and the time a 500-iteration run would take at the measured pace (``--project N`` measures N
   iterations after the warm-up). ``--contend`` runs every case a second time with a CPU-bound
   busy process beside it (started before, killed after), so idle and contended figures come from
@@ -53,7 +54,9 @@ SPLIT_CASES = [
     ("default", "default config (Navigation2D)", None, {}),
     ("nav", "maml-trpo-navigation2d (paper)", "maml-trpo-navigation2d", {}),
     ("nav-k4", "maml-trpo-navigation2d, cg_subsample=4", "maml-trpo-navigation2d", {"cg_subsample": 4}),
+    ("nav-g1", "maml-trpo-navigation2d, update_task_groups=1 (serial update)", "maml-trpo-navigation2d", {"update_task_groups": 1}),
     ("hcv", "maml-trpo-halfcheetah-vel (paper)", "maml-trpo-halfcheetah-vel", {}),
+    ("hcv-g1", "maml-trpo-halfcheetah-vel, update_task_groups=1 (serial update)", "maml-trpo-halfcheetah-vel", {"update_task_groups": 1}),
     ("hcv-k4", "maml-trpo-halfcheetah-vel, cg_subsample=4", "maml-trpo-halfcheetah-vel", {"cg_subsample": 4}),
 ]
 
