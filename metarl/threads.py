@@ -115,7 +115,7 @@ def torch_threads(value: Any = "auto") -> Iterator[int]:
 
 T = TypeVar("T")
 R = TypeVar("R")
-_POOLS: dict[int, ThreadPoolExecutor] = {}
+_POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}
 
 
 def usable_cores() -> int:
@@ -139,9 +139,11 @@ def parallel_map(fn: Callable[[T], R], items: Sequence[T], workers: int | None =
     n = min(len(items), usable_cores() if workers is None else int(workers))
     if n <= 1:
         return [fn(x) for x in items]
-    pool = _POOLS.get(n)
+    # Keyed by process too: a forked child inherits the pool object but not its threads.
+    key = (os.getpid(), n)
+    pool = _POOLS.get(key)
     if pool is None:
-        pool = _POOLS[n] = ThreadPoolExecutor(max_workers=n, thread_name_prefix="metarl")
+        pool = _POOLS[key] = ThreadPoolExecutor(max_workers=n, thread_name_prefix="metarl")
     intra_op = torch.get_num_threads()
 
     def call(x: T) -> R:

@@ -202,3 +202,16 @@ def test_parallel_map_workers_run_with_the_callers_intra_op_threads(outside_thre
         assert parallel_map(lambda _: torch.get_num_threads(), [0, 1], workers=2) == [2, 2]
     with torch_threads(1):
         assert parallel_map(lambda _: torch.get_num_threads(), [0, 1], workers=2) == [1, 1]
+
+
+def test_parallel_map_works_in_a_forked_child() -> None:
+    # A forked child inherits the parent's pool object without its threads: it must not wait on them.
+    import multiprocessing as mp
+
+    from metarl.threads import parallel_map
+
+    assert parallel_map(lambda x: x + 1, [1, 2], workers=2) == [2, 3]  # the parent's pool exists
+    ctx = mp.get_context("fork")
+    with ctx.Pool(1) as pool:
+        result = pool.apply_async(parallel_map, (abs, [-1, -2]), {"workers": 2})
+        assert result.get(timeout=30) == [1, 2]
