@@ -549,6 +549,12 @@ class GradientMetaAgent(Agent):
             raise TrainingDivergedError(f"{_at(iteration)}: {quantity} is not finite")
 
 
+    @property
+    def _group_workers(self) -> int | None:
+        """Threads for the task groups: one per usable core on CPU; on a GPU the groups' kernels
+        share one stream anyway, so they run one after another (same results either way)."""
+        return None if self._device.type == "cpu" else 1
+
     def _linearise(self, batches: Sequence[TaskBatch], valid: TaskBatch, old_dist: tuple[Tensor, ...], iteration: int) -> _Linearisation:
         """The TRPO meta-objective at the current θ (:meth:`_linearise_group`), over the task groups.
 
@@ -565,12 +571,12 @@ class GradientMetaAgent(Agent):
             with torch.enable_grad():
                 return self._linearise_group([task_slice(b, s) for b in batches], task_slice(valid, s), tuple(d[s] for d in old_dist), iteration)
 
-        parts = parallel_map(linearise, groups)
+        parts = parallel_map(linearise, groups, self._group_workers)
         loss = sum(w * p.loss for w, p in zip(weights, parts, strict=True))
         grad = _weighted_sum(weights, [p.grad for p in parts])
 
         def hvp(v: Tensor) -> Tensor:
-            products = parallel_map(lambda p: p.hvp(v), parts)
+            products = parallel_map(lambda p: p.hvp(v), parts, self._group_workers)
             return _weighted_sum(weights, products) + cfg.cg_damping * v
 
         return _Linearisation(loss, grad, hvp)
@@ -697,7 +703,7 @@ class GradientMetaAgent(Agent):
             with torch.no_grad():
                 for p, p0, d in zip(plist, old, deltas, strict=True):
                     p.copy_(p0 - fraction * d)
-                terms = parallel_map(group_terms, groups)
+                terms = parallel_map(group_terms, groups, self._group_workers)
                 weights = [g[3] for g in groups]
                 new_loss = _weighted_sum(weights, [t[0] for t in terms])
                 new_kl = _weighted_sum(weights, [t[1] for t in terms])

@@ -31,8 +31,9 @@ right after each forward (one policy forward took ~63 ms instead of ~0.8 ms that
 independent pieces (the TRPO meta-update's task groups, :mod:`metarl.gradient_meta`) runs them on
 Python threads through :func:`parallel_map`, one piece per thread and at most one thread per
 usable core. Torch releases the GIL inside its ops, so the pieces compute at once; each piece is
-seconds of work with one join at the end, so a busy neighbour costs a share of a core, not the
-per-op stalls of spinning OpenMP workers. The pieces are fixed by the caller, never by the core
+tenths of a second to seconds of work with one join at the end, so a busy neighbour costs a share
+of a core, not the per-op stalls of spinning OpenMP workers (on a GPU the pieces run one after
+another: their kernels share a stream). The pieces are fixed by the caller, never by the core
 count, so results do not depend on how many threads ran them.
 
 **Devices.** On CUDA the networks run on the GPU and torch's CPU threads only serve the small
