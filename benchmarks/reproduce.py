@@ -372,7 +372,7 @@ def table(settings: Sequence[Setting], root: Path, *, loadavg: str | None = None
         "posterior-sampling episode). *ours* is the mean over seeds ± 95% CI over seeds (Student t); "
         "baselines are computed by `metarl eval` on the same held-out tasks with the same evaluation seed "
         "(constants tuned on training tasks), mean ± 95% CI over tasks. Wall time is the trainer's clock "
-        "(training iterations only), one torch thread per run, two runs at once on a shared 2-core machine"
+        "(training iterations only), one torch thread per run, one or two runs at once on a shared 2-core machine"
         + (f" (load average while training: {loadavg})" if loadavg else "")
         + f". A target counts as met when the mean over seeds satisfies it and every seed stayed within its "
         f"wall budget (+{WALL_TOLERANCE:.0%}: training stops on whole iterations). The published RL² values "
