@@ -70,6 +70,9 @@ def test_shipped_settings_are_valid_and_cover_the_issue() -> None:
         (dict(target=rp.Target(">=", float("nan"))), "target reference must be finite"),
         (dict(citation=""), "needs a published value and its citation"),
         (dict(name="a/b"), "plain file name"),
+        (dict(wall_minutes=5.0, allowed_minutes=4.0), r"allowed_minutes must be >= wall_minutes \(5.0\), got 4.0"),
+        (dict(wall_minutes=None, allowed_minutes=20.0), "allowed_minutes must be >= wall_minutes"),
+        (dict(allowed_minutes=float("inf")), "allowed_minutes must be >= wall_minutes"),
     ],
 )
 def test_bad_settings_are_typed_errors_naming_the_culprit(change, message) -> None:
@@ -235,6 +238,17 @@ def test_table_rows_carry_scores_cis_baselines_and_verdicts(tmp_path) -> None:
     assert "0/2" in rows["absent"] and "incomplete" in rows["absent"]
     assert "run by the lead" in rows["maml"] and "not run" in rows["maml"]
     assert "load average while training: 1-min load 2.5–2.5" in text
+
+
+def test_a_shorter_budget_than_allowed_is_shown_and_judged_by_the_budget_trained(tmp_path) -> None:
+    short = _setting(name="short", wall_minutes=5.0, allowed_minutes=20.0, iterations=100_000)
+    _fake_result(tmp_path, short, 0, 82.0, wall=290.0)
+    _fake_result(tmp_path, short, 1, 84.0, wall=300.0)
+    text = rp.table([short], tmp_path)
+    row = next(line for line in text.splitlines() if line.startswith("| short "))
+    assert "| 5 of 20 min allowed |" in row and "**met**" in row
+    _fake_result(tmp_path, short, 1, 84.0, wall=400.0)  # within the 20 allowed, but past the 5 it was given
+    assert "over budget" in rp.verdict(short, [rp.load_result(tmp_path, short, x) for x in (0, 1)])
 
 
 def test_verdict_handles_strict_targets_and_numbers() -> None:
