@@ -131,8 +131,11 @@ def parallel_map(fn: Callable[[T], R], items: Sequence[T], workers: int | None =
     """``[fn(x) for x in items]``, the calls spread over up to ``workers`` threads (default: the usable cores).
 
     Results come back in the order of ``items``; if calls raise, the exception of the first
-    failing item (in item order) is re-raised after all have finished. With one item or one worker everything runs on the calling thread. Thread-local
-    torch state (grad mode) is not inherited by the worker threads: ``fn`` sets what it needs.
+    failing item (in item order) is re-raised after all have finished. With one item or one
+    worker everything runs on the calling thread. Worker threads run with the caller's torch
+    intra-op thread count; other thread-local torch state (grad mode) is not inherited, so ``fn``
+    sets what it needs. Not re-entrant: ``fn`` must not call :func:`parallel_map` itself (the
+    shared pool's threads would wait on each other).
 
     >>> parallel_map(lambda x: x * x, [1, 2, 3])
     [1, 4, 9]
