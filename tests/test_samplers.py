@@ -307,8 +307,9 @@ def test_more_workers_than_cpus_is_a_sampler_error_not_a_hang(ray_cluster):
     import time
 
     t0 = time.monotonic()
-    # Worker 2 can never get a CPU; on a loaded machine 0 and 1 may be late too (both named then).
-    with pytest.raises(SamplerError, match=r"worker (\d, )*2 could not start within 10 s: each needs 1 free CPU"):
+    # One of the three can never get a CPU; Ray picks which (CI once saw worker 0 left waiting),
+    # and on a loaded machine more may be late (all named then).
+    with pytest.raises(SamplerError, match=r"worker \d(, \d)* could not start within 10 s: each needs 1 free CPU"):
         metarl.samplers.RaySampler(3, start_timeout_s=10.0)
     assert time.monotonic() - t0 < 60
     # The two actors it did start were released: a 2-worker sampler still fits.
