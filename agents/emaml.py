@@ -95,15 +95,10 @@ class EMAML(GradientMetaAgent):
     # ---- outer update ----------------------------------------------------------------------------
     def _vpg_step(self, batches: Sequence[TaskBatch], valid: TaskBatch, old_dist, weights: Tensor, iteration: int) -> dict[str, float]:
         """One Adam step on the MAML surrogate plus the exploration term (E-MAML-VPG)."""
-        assert self.optimizer is not None
         _, loss, _ = self._outer_terms(self._adapted(batches, iteration), valid, old_dist)
         loss = loss + self._exploration_loss(batches[0], weights)
         self._check_finite(loss, "outer loss", iteration)
-        self.optimizer.zero_grad()
-        loss.backward()
-        for n, p in self.params.items():
-            self._check_finite(p.grad, f"outer gradient of {n!r}", iteration)
-        self.optimizer.step()
+        self._optimizer_step(loss, iteration)
         with torch.no_grad():
             _, new_loss, kl = self._outer_terms(self._adapted(batches, iteration), valid, old_dist)
             new_loss = new_loss + self._exploration_loss(batches[0], weights)

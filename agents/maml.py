@@ -120,7 +120,6 @@ class MAML(GradientMetaAgent):
     def _adam_step(self, batches: Sequence[TaskBatch], valid: TaskBatch, old_dist, iteration: int) -> dict[str, float]:
         """PPO-clip (several epochs) or VPG (one step) meta-update with Adam, through the adaptation."""
         cfg = self.config
-        assert self.optimizer is not None
         epochs = cfg.ppo_epochs if cfg.outer == "ppo" else 1
         first_loss = None
         for _ in range(epochs):
@@ -130,11 +129,7 @@ class MAML(GradientMetaAgent):
                 loss = ppo_clip_loss(log_ratio, zero, valid.advantages, cfg.ppo_clip, valid.mask)
             self._check_finite(loss, "outer loss", iteration)
             first_loss = float(loss.detach()) if first_loss is None else first_loss
-            self.optimizer.zero_grad()
-            loss.backward()
-            for n, p in self.params.items():
-                self._check_finite(p.grad, f"outer gradient of {n!r}", iteration)
-            self.optimizer.step()
+            self._optimizer_step(loss, iteration)
         with torch.no_grad():
             _, loss, kl = self._outer_terms(self._adapted(batches, iteration), valid, old_dist)
         return {

@@ -139,17 +139,12 @@ class ProMP(GradientMetaAgent):
     def outer_update(self, batches: Sequence[TaskBatch], valid: TaskBatch, adapted: Params, iteration: int) -> dict[str, float]:
         """``promp_steps`` Adam steps on eq. 13, then the inner-KL coefficients' adaptation."""
         cfg, it = self.config, iteration
-        assert self.optimizer is not None
         old, first_loss = None, 0.0
         for step in range(cfg.promp_steps):
             loss, _, _, _, old = self._promp_terms(batches, valid, old, it)
             self._check_finite(loss, "ProMP outer loss", it)
             first_loss = float(loss.detach()) if step == 0 else first_loss
-            self.optimizer.zero_grad()
-            loss.backward()
-            for n, p in self.params.items():
-                self._check_finite(p.grad, f"outer gradient of {n!r}", it)
-            self.optimizer.step()
+            self._optimizer_step(loss, it)
         with torch.no_grad():
             loss, surrogate, inner_kls, outer_kl, _ = self._promp_terms(batches, valid, old, it)
         coef = self.inner_kl_coefs[0]

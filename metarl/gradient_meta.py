@@ -544,6 +544,15 @@ class GradientMetaAgent(Agent):
         """``mean_m mean_t KL(π_old ‖ π)`` over each task's valid steps."""
         return task_mean(self.policy.kl(old_dist, dist), mask).mean()
 
+    def _optimizer_step(self, loss: Tensor, iteration: int) -> None:
+        """One step of :attr:`optimizer` on ``loss`` (its gradient in :attr:`params` must be finite)."""
+        assert self.optimizer is not None
+        self.optimizer.zero_grad()
+        loss.backward()
+        for n, p in self.params.items():
+            self._check_finite(p.grad, f"outer gradient of {n!r}", iteration)
+        self.optimizer.step()
+
     def _check_finite(self, value: Tensor, quantity: str, iteration: int) -> None:
         if not torch.isfinite(value).all():
             raise TrainingDivergedError(f"{_at(iteration)}: {quantity} is not finite")
