@@ -11,6 +11,7 @@ from metarl.errors import ConfigError
 from metarl.policies import (
     CategoricalMLPPolicy,
     GaussianMLPPolicy,
+    MaskReLU,
     batched_dist_params,
     make_policy,
     stack_params,
@@ -137,3 +138,37 @@ def test_dist_params_from_threads_at_once_equals_serial() -> None:
     for _ in range(5):
         got = parallel_map(lambda p: policy.dist_params(p, obs)[0], sets, workers=4)
         assert all(torch.equal(g, w) for g, w in zip(got, want, strict=True))
+
+
+def test_mask_relu_equals_relu_in_value_and_every_derivative() -> None:
+    # A two-layer ReLU net in float64, inputs with exact zeros: value, gradient and a Hessian-vector
+    # product (what the TRPO curvature differentiates) agree with torch.relu's to rounding.
+    g = _gen(3)
+    w1, w2 = torch.randn(6, 4, generator=g, dtype=torch.float64), torch.randn(3, 6, generator=g, dtype=torch.float64)
+    x = torch.randn(50, 4, generator=g, dtype=torch.float64)
+    x[:5] = 0.0
+    v = torch.randn(6, 4, generator=g, dtype=torch.float64)
+
+    def terms(act):
+        w = w1.clone().requires_grad_(True)
+        h = act(x @ w.T)
+        y = (act(h @ w2.T) ** 2).sum()  # the outer square gives a nonzero Hessian through the mask
+        (grad,) = torch.autograd.grad(y, w, create_graph=True)
+        (hv,) = torch.autograd.grad(grad, w, grad_outputs=v)
+        return y.detach(), grad.detach(), hv, h.detach()
+
+    mask_relu = MaskReLU()
+    y0, g0, hv0, h0 = terms(torch.relu)
+    y1, g1, hv1, h1 = terms(mask_relu)
+    assert (h0 == 0).any() and torch.equal(h0, h1)
+    torch.testing.assert_close(y1, y0, rtol=1e-12, atol=0)
+    torch.testing.assert_close(g1, g0, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(hv1, hv0, rtol=1e-12, atol=1e-12)
+    assert hv0.abs().max() > 1.0  # the product is not trivially zero
+    # The gradient at exactly 0 is 0, as torch.relu's.
+    z = torch.tensor([0.0, -1.0, 2.0], requires_grad=True)
+    (dz,) = torch.autograd.grad(mask_relu(z).sum(), z)
+    assert dz.tolist() == [0.0, 0.0, 1.0]
+    with torch.no_grad():  # the no-graph path is torch.relu itself
+        assert torch.equal(mask_relu(x), torch.relu(x))
+    assert torch.isnan(mask_relu(torch.tensor([float("nan")], requires_grad=True))).all()
