@@ -152,9 +152,12 @@ SETTINGS: tuple[Setting, ...] = (
             "-16.4 ± 0.6 after 1 step (pytorch-maml-rl, same paper config, 100 iterations)",
             "metarl issue 11 (pytorch-maml-rl run); Finn et al. 2017 (MAML), Fig. 4 (plot only)",
             metric="step1", iterations=100, run=False, note="run by the lead (--include-not-run)",
-            tried=("the paper preset (ReLU 100x100, max KL 0.01) on 3 seeds; pytorch-maml-rl's tanh 64x64 (seed 0: "
-                   "-20.5 at 100 it); max KL 0.03 (seed 0: training-task curve no better at 43 it, stopped). Every "
-                   "seed peaks near iteration 50-75 and falls back by 100 (RESULTS.md, MAML Navigation2D)")),
+            tried=("the paper preset with its REINFORCE inner loss (ReLU 100x100, max KL 0.01) on 3 seeds: -18.87 ± 2.8, "
+                   "every seed peaking near iteration 25-75 and falling back by 100; pytorch-maml-rl's tanh 64x64 (seed 0: "
+                   "-20.5 at 100 it); max KL 0.03 (seed 0: training-task curve no better at 43 it, stopped); the DiCE inner "
+                   "loss, now the preset's (seed 0, training tasks: post-return -15.5 at iterations 90-99 against "
+                   "REINFORCE's -18.5, no decline). An audit against pytorch-maml-rl's code found no pipeline "
+                   "difference that matters (RESULTS.md, MAML Navigation2D)")),
     Setting("maml-halfcheetah-vel", "maml", "maml-trpo-halfcheetah-vel", (0,), Target(),
             "learning curve only (no table)", "Finn et al. 2017 (MAML), Fig. 5 (half-cheetah velocity)",
             metric="step1", wall_minutes=75, iterations=500, run=False,

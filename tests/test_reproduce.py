@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from metarl.agent import AGENTS
-from metarl.config import list_presets
+from metarl.config import list_presets, load_preset
 from metarl.evaluation import mean_ci95
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,6 +47,10 @@ def test_shipped_settings_are_valid_and_cover_the_issue() -> None:
     assert not any(s.run for s in maml)  # the lead runs them
     nav = next(s for s in maml if s.preset == "maml-trpo-navigation2d")
     assert nav.iterations == 100 and nav.target.reference == -16.4 and nav.metric == "step1"
+    # The row's preset departs from the paper in one value, and says so in its source (issue 11).
+    preset = load_preset(nav.preset)
+    assert preset.config["inner_estimator"] == "dice" and "Ours, not the papers': inner_estimator dice" in preset.source
+    assert "DiCE" in nav.tried
     # Priority order: n=100 bandits first, then the MDP n=10 row.
     assert names[:4] == ["rl2-bandit-k5-n100", "rl2-bandit-k10-n100", "rl2-bandit-k50-n100", "rl2-tabular-mdp-n10"]
     for s in rp.SETTINGS:
