@@ -15,7 +15,8 @@ What it measures (issues 4 and 10):
   line-search phases), for the default config, the Navigation2D paper preset and,
   when registered, the HalfCheetahVel paper preset (40 tasks x 20 episodes x 200 steps), each also
   with ``cg_subsample: 4`` and with ``update_task_groups: 1`` (the update on one thread: the
-  computation before the task groups); the iteration time as a ratio of its own sampling time (target <= 1.3)
+  computation before the task groups), and the Navigation2D preset with the paper's REINFORCE
+  inner loss (``nav-rf``; the preset's own is DiCE since 2026-11-24); the iteration time as a ratio of its own sampling time (target <= 1.3)
   and the time a 500-iteration run would take at the measured pace (``--project N`` measures N
   iterations after the warm-up). ``--contend`` runs every case a second time with a CPU-bound
   busy process beside it (started before, killed after), so idle and contended figures come from
@@ -53,6 +54,8 @@ from metarl.agents.maml import MAML, MAMLConfig, TaskBatch
 SPLIT_CASES = [
     ("default", "default config (Navigation2D)", None, {}),
     ("nav", "maml-trpo-navigation2d (paper)", "maml-trpo-navigation2d", {}),
+    ("nav-rf", "maml-trpo-navigation2d, inner_estimator=reinforce (the paper's; the preset's before 2026-11-24)",
+     "maml-trpo-navigation2d", {"inner_estimator": "reinforce"}),
     ("nav-k4", "maml-trpo-navigation2d, cg_subsample=4", "maml-trpo-navigation2d", {"cg_subsample": 4}),
     ("nav-g1", "maml-trpo-navigation2d, update_task_groups=1 (serial update)", "maml-trpo-navigation2d", {"update_task_groups": 1}),
     ("hcv", "maml-trpo-halfcheetah-vel (paper)", "maml-trpo-halfcheetah-vel", {}),

@@ -151,7 +151,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("maml-navigation2d", "maml", "maml-trpo-navigation2d", (0, 1, 2), Target(">=", -16.4),
             "-16.4 ± 0.6 after 1 step (pytorch-maml-rl, same paper config, 100 iterations)",
             "metarl issue 11 (pytorch-maml-rl run); Finn et al. 2017 (MAML), Fig. 4 (plot only)",
-            metric="step1", iterations=100, run=False, note="run by the lead (--include-not-run)",
+            metric="step1", iterations=100, run=False, note="not in the default run (--include-not-run): 100 iterations take ~9 min per seed on one core",
             tried=("the paper preset with its REINFORCE inner loss (ReLU 100x100, max KL 0.01) on 3 seeds: -18.87 ± 2.8, "
                    "every seed peaking near iteration 25-75 and falling back by 100; pytorch-maml-rl's tanh 64x64 (seed 0: "
                    "-20.5 at 100 it); max KL 0.03 (seed 0: training-task curve no better at 43 it, stopped); the DiCE inner "
