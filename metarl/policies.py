@@ -56,14 +56,14 @@ Params = dict[str, Tensor]
 
 
 class MaskReLU(nn.Module):
-    """ReLU computed as ``x · 1[x > 0]`` when autograd records it: the same values as ``nn.ReLU``.
+    """ReLU computed as ``x · 1[x > 0]`` when autograd records it; without a graph, ``torch.relu``.
 
-    The mask is a constant of the graph, so every derivative, of any order, is a multiplication by
-    it: exact, because ReLU's second derivative is zero almost everywhere. ``nn.ReLU``'s backward
+    The values are ``nn.ReLU``'s (a negative input gives ``-0.0``, which equals ``0.0``). The mask
+    is a constant of the graph, so every derivative, of any order, is a multiplication by it:
+    exact, because ReLU's second derivative is zero almost everywhere. ``nn.ReLU``'s backward
     (``threshold_backward``) re-compares its input on every pass and its double backward adds a
     second one. The TRPO meta-update's curvature products are such higher-order passes, and the
-    mask makes each ~20% cheaper on CPU (benchmarks/RESULTS.md, issue 10). Without a graph it is
-    ``torch.relu``.
+    mask makes each ~20–30% cheaper on CPU (benchmarks/RESULTS.md, issue 10).
     """
 
     def forward(self, x: Tensor) -> Tensor:
