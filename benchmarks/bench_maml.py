@@ -16,8 +16,8 @@ What it measures (issues 4 and 10):
   when registered, the HalfCheetahVel paper preset (40 tasks x 20 episodes x 200 steps), each also
   with ``cg_subsample: 4`` and with ``update_task_groups: 1`` (the update on one thread: the
   computation before the task groups), and the Navigation2D preset with the paper's REINFORCE
-  inner loss (``nav-rf``; the preset's own is DiCE since 2026-11-24); the iteration time as a ratio of its own sampling time (target <= 1.3)
-  and the time a 500-iteration run would take at the measured pace (``--project N`` measures N
+  inner loss (``nav-rf``; the preset's own is DiCE since 2026-11-24); the iteration time as a
+  ratio of its own sampling time (target <= 1.3) and the time a 500-iteration run would take at the measured pace (``--project N`` measures N
   iterations after the warm-up). ``--contend`` runs every case a second time with a CPU-bound
   busy process beside it (started before, killed after), so idle and contended figures come from
   one command. ``--cases`` picks cases by key.

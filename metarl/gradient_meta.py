@@ -564,6 +564,13 @@ class GradientMetaAgent(Agent):
         share one stream anyway, so they run one after another (same results either way)."""
         return None if self._device.type == "cpu" else 1
 
+    def _groups(self, batches: Sequence[TaskBatch], valid: TaskBatch, old_dist: tuple[Tensor, ...]) -> list[tuple[list[TaskBatch], TaskBatch, tuple[Tensor, ...], float]]:
+        """The meta-batch split into ``update_task_groups`` groups: per group its inner batches,
+        post-adaptation batch, old distribution and weight (its share of the tasks)."""
+        M = valid.mask.shape[0]
+        return [([task_slice(b, s) for b in batches], task_slice(valid, s), tuple(d[s] for d in old_dist), (s.stop - s.start) / M)
+                for s in task_groups(M, self.config.update_task_groups)]
+
     def _linearise(self, batches: Sequence[TaskBatch], valid: TaskBatch, old_dist: tuple[Tensor, ...], iteration: int) -> _Linearisation:
         """The TRPO meta-objective at the current θ (:meth:`_linearise_group`), over the task groups.
 
@@ -572,13 +579,13 @@ class GradientMetaAgent(Agent):
         term is a mean over tasks). ``hvp`` includes the damping.
         """
         cfg = self.config
-        M = valid.mask.shape[0]
-        groups = task_groups(M, cfg.update_task_groups)
-        weights = [(s.stop - s.start) / M for s in groups]
+        groups = self._groups(batches, valid, old_dist)
+        weights = [g[3] for g in groups]
 
-        def linearise(s: slice) -> _Linearisation:
+        def linearise(group: tuple) -> _Linearisation:
+            inner, post, old_d, _ = group
             with torch.enable_grad():
-                return self._linearise_group([task_slice(b, s) for b in batches], task_slice(valid, s), tuple(d[s] for d in old_dist), iteration)
+                return self._linearise_group(inner, post, old_d, iteration)
 
         parts = parallel_map(linearise, groups, self._group_workers)
         loss = sum(w * p.loss for w, p in zip(weights, parts, strict=True))
@@ -698,9 +705,8 @@ class GradientMetaAgent(Agent):
         del hvp
         old = [p.detach().clone() for p in plist]
         deltas = unflatten(step, plist)
-        M = valid.mask.shape[0]
-        groups = [([task_slice(b, s) for b in batches], task_slice(valid, s), tuple(d[s] for d in old_dist), (s.stop - s.start) / M)
-                  for s in task_groups(M, cfg.update_task_groups)]
+        groups = self._groups(batches, valid, old_dist)
+        weights = [g[3] for g in groups]
 
         def group_terms(group: tuple) -> tuple[Tensor, Tensor]:
             inner, post, old_d, _ = group
@@ -713,7 +719,6 @@ class GradientMetaAgent(Agent):
                 for p, p0, d in zip(plist, old, deltas, strict=True):
                     p.copy_(p0 - fraction * d)
                 terms = parallel_map(group_terms, groups, self._group_workers)
-                weights = [g[3] for g in groups]
                 new_loss = _weighted_sum(weights, [t[0] for t in terms])
                 new_kl = _weighted_sum(weights, [t[1] for t in terms])
                 if extra is not None:

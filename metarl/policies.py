@@ -1,8 +1,8 @@
 """Stochastic MLP policies as pure functions of a parameter dict.
 
 A policy module only describes an architecture; every computation takes the parameters
-explicitly (a pure forward: the module itself is never touched), so MAML can hold one parameter set per task and run
-all of them at once with ``torch.func.vmap`` (DESIGN.md, "Agents").
+explicitly (a pure forward: the module itself is never touched), so MAML can hold one parameter
+set per task and run all of them at once with ``torch.func.vmap`` (DESIGN.md, "Agents").
 
 - :class:`GaussianMLPPolicy` — Box actions: an MLP gives the mean, a learned state-independent
   ``log_std`` vector the spread (the MAML policy, Finn et al. 2017 §5.3; rllab's
