@@ -294,3 +294,17 @@ def test_dry_run_prints_the_plan(capsys, tmp_path) -> None:
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 3 and all("rl2-bandit-k5-n100" in line and " new " in line for line in out)
     assert np.all(["budget 10" in line for line in out])
+
+
+def test_table_only_with_another_results_dir_leaves_the_shipped_table_alone(tmp_path, monkeypatch) -> None:
+    shipped = tmp_path / "shipped.md"
+    shipped.write_text("# shipped\n", encoding="utf-8")
+    monkeypatch.setattr(rp, "RESULTS_MD", shipped)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    assert rp.main(["--table-only", "--only", "rl2-bandit-k5-n100", "--results", str(scratch)]) == 0
+    assert shipped.read_text(encoding="utf-8") == "# shipped\n"
+    assert rp.BEGIN in (scratch / "RESULTS.md").read_text(encoding="utf-8")
+    explicit = tmp_path / "explicit.md"
+    assert rp.main(["--table-only", "--results", str(scratch), "--markdown", str(explicit)]) == 0
+    assert rp.BEGIN in explicit.read_text(encoding="utf-8") and shipped.read_text(encoding="utf-8") == "# shipped\n"
