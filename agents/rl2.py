@@ -92,6 +92,17 @@ class RL2Config:
     """Trials per held-out task in :meth:`RL2.evaluate` (their mean is the task's score)."""
     eval_baselines: bool = True
     """Run the classic baselines (UCB1, Thompson, Gittins, PSRL, ...) beside RL² in evaluation."""
+    late_iteration: int = 0
+    """From this iteration on (0: never) train in a *late phase* of ``late_num_trials`` trials per
+    iteration at ``late_learning_rate``: a fast small-batch phase reaches a plateau set by gradient
+    noise, and bigger batches with a smaller step climb past it (issue 11). Not in the paper (ours)."""
+    late_num_trials: int = 1024
+    """Trials per iteration in the late phase."""
+    late_learning_rate: float = 1e-3
+    """Adam step size in the late phase."""
+    time_input: bool = False
+    """Feed the GRU the fraction of the trial's episodes already finished (``e / n``), counted
+    from the previous-done input and carried in the recurrent state. Not in the paper (ours)."""
     sample_block: int = 64
     """Trials per policy forward while sampling, and the unit a distributed sampler shards by:
     every backend and worker count gives the same bits for one value (metarl.samplers)."""
@@ -101,12 +112,12 @@ def check_config(config: RL2Config) -> RL2Config:
     """Raise :class:`ConfigError` naming the first invalid field."""
     if not isinstance(config, RL2Config):
         raise ConfigError(f"RL2 needs an RL2Config, got {type(config).__name__}")
-    positive = ("episodes_per_trial", "num_trials", "hidden_size", "update_epochs", "num_minibatches", "eval_trials_per_task", "sample_block")
+    positive = ("episodes_per_trial", "num_trials", "hidden_size", "update_epochs", "num_minibatches", "eval_trials_per_task", "sample_block", "late_num_trials")
     for name in positive:
         v = getattr(config, name)
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ConfigError(f"RL2Config.{name} must be a positive int, got {v!r}")
-    for name in ("bptt_chunk",):
+    for name in ("bptt_chunk", "late_iteration"):
         v = getattr(config, name)
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
             raise ConfigError(f"RL2Config.{name} must be an int >= 0, got {v!r}")
@@ -114,7 +125,7 @@ def check_config(config: RL2Config) -> RL2Config:
         v = getattr(config, name)
         if not (isinstance(v, (int, float)) and lo <= v <= hi):
             raise ConfigError(f"RL2Config.{name} must lie in [{lo}, {hi}], got {v!r}")
-    for name in ("learning_rate", "max_grad_norm", "reward_scale"):
+    for name in ("learning_rate", "max_grad_norm", "reward_scale", "late_learning_rate"):
         v = getattr(config, name)
         if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
             raise ConfigError(f"RL2Config.{name} must be a positive number, got {v!r}")
@@ -126,6 +137,10 @@ def check_config(config: RL2Config) -> RL2Config:
         raise ConfigError(
             f"RL2Config.num_minibatches ({config.num_minibatches}) exceeds num_trials ({config.num_trials})"
         )
+    if config.late_iteration and config.num_minibatches > config.late_num_trials:
+        raise ConfigError(
+            f"RL2Config.num_minibatches ({config.num_minibatches}) exceeds late_num_trials ({config.late_num_trials})"
+        )
     return check_numbers(config, source="RL2Config")  # every other float field: finite and >= 0
 
 
@@ -134,15 +149,19 @@ class GRUActorCritic(nn.Module):
     """A GRU over trial inputs with a policy head and a value head (Duan et al. 2016, §3).
 
     Axes: ``T`` steps, ``N`` trials. Discrete actions get logits; Box actions a Gaussian with a
-    state-independent learned ``log_std``.
+    state-independent learned ``log_std``. With ``episodes_per_trial > 0`` (``RL2Config.time_input``)
+    the state is ``[N, H + 1]``: its last column counts the trial's finished episodes.
     """
 
-    def __init__(self, input_dim: int, action_space: spaces.Space, hidden_size: int) -> None:
+    def __init__(self, input_dim: int, action_space: spaces.Space, hidden_size: int, episodes_per_trial: int = 0) -> None:
         super().__init__()
+        #: > 0: append ``episodes finished / episodes_per_trial`` to the input (``RL2Config.time_input``);
+        #: the count rides in one extra column of the hidden state, so it clears with it at trial starts.
+        self.episodes_per_trial = int(episodes_per_trial)
         self.discrete = isinstance(action_space, spaces.Discrete)
         out = int(action_space.n) if self.discrete else int(np.prod(action_space.shape))
         self.hidden_size = hidden_size
-        self.gru = nn.GRU(input_dim, hidden_size)
+        self.gru = nn.GRU(input_dim + (1 if self.episodes_per_trial else 0), hidden_size)
         self.policy_head = nn.Linear(hidden_size, out)
         self.value_head = nn.Linear(hidden_size, 1)
         # Small initial policy outputs: near-uniform first actions (as CleanRL's std=0.01 init).
@@ -151,8 +170,8 @@ class GRUActorCritic(nn.Module):
         self.log_std = None if self.discrete else nn.Parameter(torch.full((out,), -0.5))
 
     def initial_state(self, n: int, device: torch.device | str = "cpu") -> Tensor:
-        """The hidden state at a trial start: zeros ``[N, H]``."""
-        return torch.zeros(n, self.hidden_size, device=device)
+        """The hidden state at a trial start: zeros ``[N, H]`` (``[N, H + 1]`` with the episode count)."""
+        return torch.zeros(n, self.hidden_size + (1 if self.episodes_per_trial else 0), device=device)
 
     def forward(self, x: Tensor, h: Tensor, trial_start: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """Run ``x [T, N, D]`` from hidden ``h [N, H]``; zero the hidden state of trial ``n``
@@ -170,8 +189,16 @@ class GRUActorCritic(nn.Module):
         for a, b in zip(cuts[:-1], cuts[1:], strict=True):
             if trial_start is not None:
                 h = h * (~trial_start[a]).unsqueeze(-1).to(h.dtype)
-            out, h_n = self.gru(x[a:b], h.unsqueeze(0))
-            h = h_n[0]
+            xs = x[a:b]
+            if self.episodes_per_trial:
+                # episodes finished so far: the count carried in h plus the previous-done flags
+                count = h[:, -1] + torch.cumsum(xs[..., -1], 0)
+                xs = torch.cat([xs, (count / self.episodes_per_trial).unsqueeze(-1)], -1)
+                out, h_n = self.gru(xs, h[:, :-1].unsqueeze(0).contiguous())
+                h = torch.cat([h_n[0], count[-1].unsqueeze(-1)], -1)
+            else:
+                out, h_n = self.gru(xs, h.unsqueeze(0))
+                h = h_n[0]
             outs.append(out)
         feats = outs[0] if len(outs) == 1 else torch.cat(outs)
         return self.policy_head(feats), self.value_head(feats).squeeze(-1), h
@@ -269,7 +296,9 @@ class RL2(Agent):
         self.shuffle_gen = torch.Generator().manual_seed(self.seed + 2)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
-            self.net = GRUActorCritic(input_dim, self.trials.single_action_space, config.hidden_size)
+            self.net = GRUActorCritic(
+                input_dim, self.trials.single_action_space, config.hidden_size, config.episodes_per_trial if config.time_input else 0
+            )
         self.net.to(self.torch_device)
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=config.learning_rate, eps=1e-5)
         #: Where rollouts come from (metarl.samplers): local by default, ``RaySampler`` to distribute.
@@ -280,14 +309,22 @@ class RL2(Agent):
         self.env_steps = 0
 
     # ---------------------------------------------------------------------------- rollout
-    def _rollout(self) -> tuple[Rollout, Tensor, Tensor]:
-        """One trial per sub-env on freshly drawn training tasks.
+    def phase(self, iteration: int) -> tuple[int, float]:
+        """``(trials, learning rate)`` of iteration ``iteration`` (the late phase from ``late_iteration``)."""
+        cfg = self.config
+        if cfg.late_iteration and iteration >= cfg.late_iteration:
+            return cfg.late_num_trials, cfg.late_learning_rate
+        return cfg.num_trials, cfg.learning_rate
+
+    def _rollout(self, num_trials: int | None = None) -> tuple[Rollout, Tensor, Tensor]:
+        """One trial per sub-env on freshly drawn training tasks (``num_trials``, default the config's).
 
         Returns:
             ``(rollout, chunk_states [C, N, H], last_value [N])``; ``rollout.extras`` has
             ``logp``, ``value`` and ``trial_start`` ``[T, N]``.
         """
-        cfg, N, T = self.config, self.config.num_trials, self.horizon
+        cfg, T = self.config, self.horizon
+        N = cfg.num_trials if num_trials is None else num_trials
         tasks = self.trials.env.distribution.sample(self.np_rng, N)
         env_seed = int(self.np_rng.integers(2**31 - 1))
         # Action noise from a per-rollout seed (not a generator carried across rollouts), so a
@@ -356,12 +393,16 @@ class RL2(Agent):
 
     # -------------------------------------------------------------------------- iteration
     def train_iteration(self, iteration: int) -> dict[str, float]:
-        """Sample ``num_trials`` trials on new training tasks, then one PPO update.
+        """Sample the phase's trials (``num_trials``, or ``late_num_trials`` late) on new training
+        tasks, then one PPO update at the phase's learning rate.
 
         Runs under the agent's thread policy (:mod:`metarl.threads`, one torch thread by default).
         """
         t0 = time.perf_counter()
-        ro, chunk_states, last_value = self._rollout()
+        num_trials, lr = self.phase(iteration)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        ro, chunk_states, last_value = self._rollout(num_trials)
         trial_end = ro.terminated
         adv, returns = trial_advantages(ro.rewards * self.config.reward_scale, ro.extras["value"], last_value, trial_end, self.config.gamma, self.config.gae_lambda)
         t1 = time.perf_counter()
@@ -379,6 +420,7 @@ class RL2(Agent):
                 "rollout/last_episode_return": float(per_episode[:, -1].mean()),
                 "rollout/steps_per_s": steps / max(t1 - t0, 1e-9),
                 "train/update_s": time.perf_counter() - t1,
+                "train/learning_rate": lr,
             }
         )
         success = self._episode_success(ro)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import fnmatch
+import hashlib
 import json
 import math
 import os
@@ -116,6 +117,17 @@ RL2_TRIED = ("paper-sized GRU 256 / 1024 trials (random level after 25 min); GRU
              "training-task trial return 77.6 in minute 10 against 79.8 / 78.9 / 79.6 for the preset's three seeds, "
              "entropy 0.74 vs 0.15 nats at the end; rejected)")
 
+#: k=5 and k=10 at n=100 (2026-11-24, third session): what followed, on k=10 seed 0's training-task curve.
+RL2_LATE_TRIED = (RL2_TRIED + "; then (k=10, seed 0, 10 min on a quiet core, training-task trial return in minute 10; "
+                  "the recipe's three seeds 79.8 / 78.9 / 79.6): γ 0.997 79.9; time_input 80.6; time_input + γ 0.997 80.6; "
+                  "a late phase from iteration 300 of 1024 trials at lr 1e-3 80.4 (k=5: continuing the recipe's trained seed 0 "
+                  "that way lifted it from 76.7 to 77.7 in 6 min, its own batch and step stayed at 76.7); time_input at k=5 76.3 "
+                  "(no gain there); chosen: time_input + the late phase from iteration 400, 81.3 (RESULTS.md, RL² late phase "
+                  "and time input)")
+
+RL2_K50_TRIED = (RL2_TRIED + "; the late phase and time_input chosen afterwards for k=5 and 10 were not tried at k=50 "
+                 "(this row was met without them and was not re-run)")
+
 RL2_N10_TRIED = "the n=100 recipe with 512 trials per iteration (the preset), not tuned for n=10"
 
 RL2_N500_TRIED = ("the preset (the n=100 recipe with 32 trials of 500 pulls, lr 3e-3, γ 0.99); γ 1.0 (the table's "
@@ -129,6 +141,13 @@ RL2_MDP_TRIED = ("the n=100 bandit recipe (GRU 64 / 128 trials / lr 6e-3 / entro
                  "the preset 119.3 / 116.9; GAE λ 0.3 117.1 / 114.7; GRU 128 117.3 / 113.2; GRU 256 114.9 / 110.5; "
                  "entropy 0.05 111.8 / 110.9; entropy 0 116.9 / 115.8; lr 1e-2 — / 116.2; 256 trials — / 116.2 "
                  "(RESULTS.md, RL² tabular MDPs: tuning round)")
+
+RL2_MDP10_TRIED = (RL2_MDP_TRIED + "; then a late phase from iteration 550 of 1024 trials at lr 1e-3 (continuing seed 0's "
+                   "trained 20-min run that way: training-task trial return 120 → 122.7 in 3 min; chosen; RESULTS.md, RL² late "
+                   "phase and time input)")
+
+RL2_MDP25_TRIED = (RL2_MDP_TRIED + "; the late phase later chosen for n=10 was not tried at n=25 (its curves still rise "
+                   "at 20 min; no CPU left)")
 
 
 def _rl2_bandit(k: int, n: int, minutes: float, target: Target, published: str, *, allowed: float | None = None,
@@ -144,15 +163,15 @@ _PSRL = Target(">", "psrl")
 #: The reproduction table, in priority order (the order ``reproduce.py`` runs them). Published
 #: values are transcribed from the cited tables (RL²: total reward over the trial).
 SETTINGS: tuple[Setting, ...] = (
-    _rl2_bandit(5, 100, 10, _UCB, "RL² 78.7; UCB1 78.0; Gittins 78.3"),
-    _rl2_bandit(10, 100, 10, _UCB, "RL² 83.5; UCB1 82.4; Gittins 82.8"),
-    _rl2_bandit(50, 100, 10, _UCB, "RL² 84.9; UCB1 84.3; Gittins 85.2"),
+    _rl2_bandit(5, 100, 10, _UCB, "RL² 78.7; UCB1 78.0; Gittins 78.3", tried=RL2_LATE_TRIED),
+    _rl2_bandit(10, 100, 10, _UCB, "RL² 83.5; UCB1 82.4; Gittins 82.8", tried=RL2_LATE_TRIED),
+    _rl2_bandit(50, 100, 10, _UCB, "RL² 84.9; UCB1 84.3; Gittins 85.2", tried=RL2_K50_TRIED),
     Setting("rl2-tabular-mdp-n10", "rl2", "rl2-tabular-mdp-n10", (0, 1, 2), _PSRL,
             "RL² 156.2; PSRL 138.1; BEB 150.2; UCRL2 146.6", RL2_T2, wall_minutes=20, iterations=100_000,
-            tried=RL2_MDP_TRIED),
+            tried=RL2_MDP10_TRIED),
     Setting("rl2-tabular-mdp-n25", "rl2", "rl2-tabular-mdp-n25", (0, 1, 2), _PSRL,
             "RL² 445.7; PSRL 408.8; BEB 427.8; UCRL2 424.1", RL2_T2, wall_minutes=20, iterations=100_000,
-            tried=RL2_MDP_TRIED),
+            tried=RL2_MDP25_TRIED),
     # n=10: 5 of the 20 minutes allowed (a 10-pull iteration is cheap; the CPU of the session that ran
     # them allowed ~110 min for all five rows not yet run), see RESULTS.md.
     _rl2_bandit(5, 10, 5, _BEST, "RL² 6.7; UCB1 6.7; Gittins 6.6", allowed=20, tried=RL2_N10_TRIED),
@@ -276,9 +295,22 @@ def select(settings: Sequence[Setting], only: str | None) -> list[Setting]:
 
 
 # ------------------------------------------------------------------------------------ results
+def preset_digest(name: str) -> str:
+    """A digest of what a preset trains with (agent, env, config, env_kwargs; not its prose)."""
+    from metarl.config import load_preset
+
+    p = load_preset(name)
+    body = json.dumps({"agent": p.agent, "env": p.env, "config": p.config, "env_kwargs": p.env_kwargs}, sort_keys=True, default=str)
+    return hashlib.sha256(body.encode("utf-8")).hexdigest()[:16]
+
+
 def fingerprint(s: Setting) -> dict[str, Any]:
-    """What a stored result must match to be reused (a changed preset or budget reruns the seed)."""
-    return {"agent": s.agent, "preset": s.preset, "wall_minutes": s.wall_minutes, "iterations": s.iterations, "metric": s.metric}
+    """What a stored result must match to be reused: a changed preset (its name or any value it
+    trains with) or budget reruns the seed."""
+    return {
+        "agent": s.agent, "preset": s.preset, "preset_digest": preset_digest(s.preset),
+        "wall_minutes": s.wall_minutes, "iterations": s.iterations, "metric": s.metric,
+    }
 
 
 def result_path(root: Path, s: Setting, seed: int) -> Path:
@@ -303,6 +335,20 @@ def load_result(root: Path, s: Setting, seed: int) -> dict[str, Any] | None:
     return res
 
 
+def trains_differently(root: Path, s: Setting, seed: int) -> bool:
+    """Whether the stored result of (setting, seed) came from another agent or preset (its name or
+    values): its run directory must not be continued. A changed budget or metric alone may be."""
+    path = result_path(root, s, seed)
+    if not path.is_file():
+        return False
+    try:
+        old = json.loads(path.read_text(encoding="utf-8")).get("fingerprint") or {}
+    except (OSError, json.JSONDecodeError) as e:
+        raise SettingError(f"result file {path} is unreadable ({e}); delete it to rerun that seed") from e
+    new = fingerprint(s)
+    return any(old.get(k) != new[k] for k in ("agent", "preset", "preset_digest"))
+
+
 def save_result(root: Path, s: Setting, seed: int, res: dict[str, Any]) -> None:
     path = result_path(root, s, seed)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -316,6 +362,8 @@ def status(root: Path, s: Setting, seed: int) -> str:
     res = load_result(root, s, seed)
     if res is not None and res.get("done"):
         return "done"
+    if trains_differently(root, s, seed):
+        return "new"
     if (res is not None and res.get("curve")) or (run_dir(root, s, seed) / "checkpoints").is_dir():
         return "resume"
     return "new"
@@ -536,11 +584,28 @@ def _saved_state(rd: Path) -> tuple[int, int, float]:
     return it, int(m["env_steps"]), float(m["wall_s"])
 
 
-def next_chunk(s: Setting, done_iters: int, wall_s: float, s_per_iter: float | None, marks_left: Sequence[float]) -> int:
+#: Iterations trained first after a phase boundary, to measure the new phase's iteration time.
+PHASE_PROBE = 3
+
+
+def phase_boundaries(s: Setting) -> tuple[int, ...]:
+    """Iterations where the preset changes its cost per iteration (RL²'s ``late_iteration``)."""
+    from metarl.config import load_preset
+
+    late = load_preset(s.preset).config.get("late_iteration") or 0
+    return (int(late),) if late > 0 else ()
+
+
+def next_chunk(
+    s: Setting, done_iters: int, wall_s: float, s_per_iter: float | None, marks_left: Sequence[float],
+    boundaries: Sequence[int] = (),
+) -> int:
     """Iterations to train next: up to the next curve mark, within the budget (0: finished).
 
     ``marks_left`` are the budget fractions not yet scored. Without a time estimate one iteration
-    is run first (it measures ``s_per_iter``).
+    is run first (it measures ``s_per_iter``). A wall-clock budget's chunks stop at each of
+    ``boundaries`` (where the cost per iteration changes) and then run :data:`PHASE_PROBE`
+    iterations to measure the new cost before planning further.
     """
     cap = s.iterations if s.iterations is not None else 10**9
     if done_iters >= cap or not marks_left:
@@ -558,7 +623,13 @@ def next_chunk(s: Setting, done_iters: int, wall_s: float, s_per_iter: float | N
         return 0
     goal_t = marks_left[0] * budget
     n_mark = max(1, round((goal_t - wall_s) / s_per_iter))
-    return min(n, n_mark, cap - done_iters)
+    n = min(n, n_mark, cap - done_iters)
+    for b in boundaries:
+        if done_iters < b < done_iters + n:
+            n = b - done_iters  # stop where the cost per iteration changes...
+        elif b == done_iters:
+            n = min(n, PHASE_PROBE)  # ...and measure the new cost before planning past it
+    return n
 
 
 def _run(cmd: Sequence[str], log: Path) -> None:
@@ -593,6 +664,9 @@ def train_seed(
     res = load_result(root, s, seed) or {"setting": s.name, "seed": seed, "fingerprint": fingerprint(s), "curve": [], "loadavg": []}
     if res.get("done"):
         return res
+    if rd.exists() and trains_differently(root, s, seed):
+        report(f"{s.name} s{seed}: the stored run used another preset (or other preset values): training from scratch")
+        shutil.rmtree(rd)
     if rd.exists() and not (rd / "checkpoints").is_dir():
         shutil.rmtree(rd)  # a run that died before its first checkpoint: start over
     if not rd.exists():
@@ -601,10 +675,13 @@ def train_seed(
     marks_left = [f for f in CURVE_FRACTIONS if round(f, 6) not in scored]
     it, steps, wall = _saved_state(rd) if rd.exists() else (0, 0, 0.0)
     s_per_iter = wall / it if it else None
+    boundaries = phase_boundaries(s)
+    if any(0 < b < it for b in boundaries):
+        s_per_iter = None  # resumed past a phase change: the average mixes both phases, measure again
     base = [*metarl_cmd, "train", s.agent, "--config", s.preset, "--seed", str(seed), "--threads", "1",
             "--out", str(rd), "--eval-tasks", "0", "--checkpoint-every", "1000000", "--keep-checkpoints", "0", "--log-every", "0"]
     while True:
-        n = next_chunk(s, it, wall, s_per_iter, marks_left)
+        n = next_chunk(s, it, wall, s_per_iter, marks_left, boundaries)
         if n > 0:
             t0 = time.time()
             _run([*base, "--iterations", str(it + n), *(["--resume"] if rd.exists() else [])], log)
@@ -613,7 +690,7 @@ def train_seed(
             it, wall = new_it, new_wall
             res["loadavg"].append(_loadavg())
             report(f"{s.name} s{seed}: {it} it, {wall:.0f} s training ({time.time() - t0:.0f} s real)")
-        finished = next_chunk(s, it, wall, s_per_iter, marks_left) == 0
+        finished = next_chunk(s, it, wall, s_per_iter, marks_left, boundaries) == 0
         frac = wall / (s.wall_minutes * 60) if s.wall_minutes is not None else it / s.iterations
         due = [f for f in marks_left if frac >= f - 0.02] or (marks_left[:1] if finished or n == 0 else [])
         if due and it > 0:

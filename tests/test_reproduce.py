@@ -113,6 +113,18 @@ def test_next_chunk_reaches_marks_and_never_plans_past_the_budget() -> None:
     assert rp.next_chunk(it_only, 100, 40.0, 0.4, []) == 0
 
 
+def test_next_chunk_stops_at_a_phase_change_and_measures_the_new_cost() -> None:
+    """RL²'s late phase makes iterations ~4x dearer: a chunk planned at the old cost must not cross it."""
+    s = _setting(wall_minutes=10.0, iterations=100_000)
+    marks = list(rp.CURVE_FRACTIONS)
+    assert rp.next_chunk(s, 1, 0.5, 0.5, marks, boundaries=(400,)) == 299  # to the 1/4 mark, before the change
+    assert rp.next_chunk(s, 300, 150.0, 0.5, marks[1:], boundaries=(400,)) == 100  # stops at iteration 400
+    assert rp.next_chunk(s, 400, 200.0, 0.5, marks[1:], boundaries=(400,)) == rp.PHASE_PROBE  # then measures
+    assert rp.next_chunk(s, 403, 207.0, 2.3, marks[1:], boundaries=(400,)) == 40  # and plans at the new cost
+    assert rp.phase_boundaries(_setting(preset="rl2-bandit-k10-n100")) == (400,)
+    assert rp.phase_boundaries(_setting(preset="rl2-bandit-k50-n100")) == ()
+
+
 # --- fake runs ----------------------------------------------------------------------------------
 FAKE = textwrap.dedent(
     """
@@ -308,3 +320,35 @@ def test_table_only_with_another_results_dir_leaves_the_shipped_table_alone(tmp_
     explicit = tmp_path / "explicit.md"
     assert rp.main(["--table-only", "--results", str(scratch), "--markdown", str(explicit)]) == 0
     assert rp.BEGIN in explicit.read_text(encoding="utf-8") and shipped.read_text(encoding="utf-8") == "# shipped\n"
+
+
+def test_a_changed_preset_value_reruns_the_seed_but_its_prose_does_not(tmp_path) -> None:
+    preset = tmp_path / "my-rl2.yaml"
+    body = "agent: rl2\nenv: metarl/Bandit-v0\nsource: {source}\nconfig:\n  learning_rate: {lr}\nenv_kwargs:\n  num_arms: 5\n"
+    preset.write_text(body.format(source="first", lr=0.006))
+    s = _setting(preset=str(preset))
+    _fake_result(tmp_path, s, 0, 82.0)
+    assert rp.load_result(tmp_path, s, 0) is not None
+    preset.write_text(body.format(source="reworded, same values", lr=0.006))
+    assert rp.load_result(tmp_path, s, 0) is not None
+    preset.write_text(body.format(source="reworded, same values", lr=0.003))
+    assert rp.load_result(tmp_path, s, 0) is None and rp.status(tmp_path, s, 0) == "new"
+
+
+def test_a_seed_whose_preset_values_changed_trains_from_scratch_not_from_the_old_run(fake, tmp_path) -> None:
+    preset = tmp_path / "my-rl2.yaml"
+    body = "agent: rl2\nenv: metarl/Bandit-v0\nconfig:\n  learning_rate: {lr}\nenv_kwargs:\n  num_arms: 5\n"
+    preset.write_text(body.format(lr=0.006))
+    s = _setting(preset=str(preset), wall_minutes=1.0)
+    rp.train_seed(s, 0, fake["root"], metarl_cmd=fake["cmd"], score_cmd=fake["score"], report=lambda m: None)
+    assert rp.status(fake["root"], s, 0) == "done"
+    preset.write_text(body.format(lr=0.001))
+    assert rp.trains_differently(fake["root"], s, 0) and rp.status(fake["root"], s, 0) == "new"
+    n = len(_calls(fake))
+    said: list[str] = []
+    res = rp.train_seed(s, 0, fake["root"], metarl_cmd=fake["cmd"], score_cmd=fake["score"], report=said.append)
+    trains = [c for c in _calls(fake)[n:] if c.startswith("train ")]
+    assert "--resume" not in trains[0] and "training from scratch" in said[0]
+    assert res["done"] and res["iterations"] == 14 and res["fingerprint"] == rp.fingerprint(s)
+    # A longer budget alone continues the stored run (the MAML rows were extended that way).
+    assert not rp.trains_differently(fake["root"], _setting(preset=str(preset), wall_minutes=2.0), 0)

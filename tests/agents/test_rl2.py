@@ -137,6 +137,26 @@ def test_state_dict_resumes_exactly() -> None:
         assert torch.equal(p, q)
 
 
+def test_late_phase_switches_batch_and_step_size_and_resumes_exactly() -> None:
+    late = {"late_iteration": 2, "late_num_trials": 8, "late_learning_rate": 1e-4}
+    straight, m = _train(4, **late)
+    assert [x["env_steps"] for x in m] == [32 * 8, 32 * 8, 8 * 8, 8 * 8]  # trials x 4 two-step episodes
+    assert [x["train/learning_rate"] for x in m] == [TINY.learning_rate] * 2 + [1e-4] * 2
+    assert straight.phase(1) == (32, TINY.learning_rate) and straight.phase(2) == straight.phase(10**6) == (8, 1e-4)
+    # Resuming from a checkpoint taken before the switch lands on the same bits after it.
+    half, _ = _train(1, **late)
+    resumed = RL2("metarl/Bandit-v0", dataclasses.replace(TINY, **late), seed=3, env_kwargs=BANDIT)
+    resumed.load_state_dict(half.state_dict())
+    m_resumed = [resumed.train_iteration(i) for i in (1, 2, 3)]
+    assert m_resumed[-1]["train/policy_loss"] == m[-1]["train/policy_loss"]
+    for p, q in zip(straight.net.parameters(), resumed.net.parameters(), strict=True):
+        assert torch.equal(p, q)
+    # late_iteration 0 (the default) never switches; a late batch too small to split is an error.
+    assert _train(1, late_num_trials=1)[0].phase(10**6) == (32, TINY.learning_rate)
+    with pytest.raises(ConfigError, match=r"num_minibatches \(2\) exceeds late_num_trials \(1\)"):
+        check_config(dataclasses.replace(TINY, late_iteration=5, late_num_trials=1))
+
+
 def test_save_and_load_round_trip(tmp_path) -> None:
     agent, _ = _train(1)
     path = tmp_path / "rl2.pt"
@@ -227,6 +247,9 @@ def test_registered_and_default_env() -> None:
         ("bptt_chunk", -2, "bptt_chunk must be an int >= 0"),
         ("num_minibatches", 64, "exceeds num_trials"),
         ("entropy_coef", float("nan"), "entropy_coef must be a number >= 0"),
+        ("late_iteration", -1, "late_iteration must be an int >= 0"),
+        ("late_num_trials", 0, "late_num_trials must be a positive int, got 0"),
+        ("late_learning_rate", 0.0, "late_learning_rate must be a positive number"),
     ],
 )
 def test_bad_config_is_a_typed_error(field: str, value, match: str) -> None:
@@ -280,3 +303,53 @@ def test_cuda_matches_cpu() -> None:
     torch.testing.assert_close(v_g.cpu(), v_c, rtol=1e-4, atol=1e-5)
     m = gpu.train_iteration(0)  # rollout envs on CPU, network and update on the GPU
     assert np.isfinite(m["train/policy_loss"]) and next(gpu.net.parameters()).is_cuda
+
+
+# --- time_input: the fraction of the trial's episodes done, as an extra GRU input ---------------
+def test_time_input_counts_finished_episodes_and_clears_at_trial_starts() -> None:
+    """The count rides in the state's last column: stepping and a whole-sequence forward agree."""
+    cfg = dataclasses.replace(TINY, episodes_per_trial=3, time_input=True)
+    agent = RL2("metarl/Bandit-v0", cfg, env_kwargs=BANDIT)
+    agent.horizon = 12  # two trials of 3 two-step episodes per sub-env
+    ro, _, _ = agent._rollout()
+    starts = ro.extras["trial_start"]
+    assert starts[0].all() and starts[6].all() and not starts[[1, 2, 3, 4, 5, 7]].any()
+    with torch.no_grad():
+        out, values, h = agent.net(ro.obs, agent.net.initial_state(32), starts)
+    # The rollout stepped the network one step at a time; the sequence forward gives the same bits.
+    torch.testing.assert_close(agent.net.log_prob(out, ro.actions), ro.extras["logp"], rtol=0, atol=0)
+    torch.testing.assert_close(values, ro.extras["value"], rtol=0, atol=0)
+    assert h.shape == (32, 17) and h[:, -1].eq(2).all()  # 2 episodes finished before the last one's end
+    # The input the GRU saw at each step: episodes finished in this trial / 3.
+    with torch.no_grad():
+        counts = []
+        state = agent.net.initial_state(32)
+        for t in range(12):
+            state = state * (~starts[t]).unsqueeze(-1)
+            counts.append(state[:, -1] + ro.obs[t, :, -1])
+            _, _, state = agent.net(ro.obs[t : t + 1], state)
+    expected = torch.tensor([0, 0, 1, 1, 2, 2] * 2, dtype=torch.float32).unsqueeze(-1).expand(12, 32)
+    torch.testing.assert_close(torch.stack(counts), expected)
+
+
+def test_time_input_changes_the_policy_and_survives_save_and_load(tmp_path) -> None:
+    cfg = dataclasses.replace(TINY, time_input=True)
+    agent = RL2("metarl/Bandit-v0", cfg, env_kwargs=BANDIT)
+    assert agent.net.gru.input_size == agent.trials.single_observation_space.shape[0] + 1
+    agent.train_iteration(0)
+    obs, _ = agent.trials.reset(seed=0)
+    _, h = agent.act(obs)
+    assert h.shape == (32, 17)
+    # The same trial observation at a later point of the trial gives other action probabilities.
+    late = h.clone()
+    late[:, -1] = 3.0
+    with torch.no_grad():
+        x = torch.as_tensor(obs).unsqueeze(0)
+        early_out, _, _ = agent.net(x, h)
+        late_out, _, _ = agent.net(x, late)
+    assert (early_out - late_out).abs().max() > 1e-4
+    agent.save(tmp_path / "rl2.pt")
+    loaded = RL2.load(tmp_path / "rl2.pt")
+    assert loaded.config.time_input and loaded.net.gru.input_size == agent.net.gru.input_size
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.net(x, h)[0], early_out, rtol=0, atol=0)
