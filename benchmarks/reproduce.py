@@ -14,8 +14,10 @@ clock: ``wall_s`` is the trainer's own, which counts training iterations only). 
 result ``results-reproduce/<setting>/s<seed>.json`` (learning curve, final score, the classic
 baselines that ``metarl eval`` computes on the same held-out tasks, load average) is what the table
 is built from; the run directories are git-ignored. A seed whose result says ``done`` is skipped;
-a half-done one resumes from its checkpoint. ``--jobs 2`` trains two seeds at once (one torch
-thread each).
+a half-done one resumes from its checkpoint; one whose preset changed (its name or a value it
+trains with; its prose may change freely) trains again from scratch. Chunks stop where a preset
+changes its cost per iteration (RL²'s ``late_iteration``) and measure the new cost before
+planning past it. ``--jobs 2`` trains two seeds at once (one torch thread each).
 
 The table goes between the markers of ``benchmarks/RESULTS.md`` (one table, rewritten each time);
 the curves (held-out score vs training wall time) go to ``results-reproduce/curves.png``.
