@@ -323,31 +323,30 @@ def run_dir(root: Path, s: Setting, seed: int) -> Path:
     return root / s.name / f"s{seed}" / "run"
 
 
-def load_result(root: Path, s: Setting, seed: int) -> dict[str, Any] | None:
-    """The stored result of (setting, seed), or None if there is none or it is for another config."""
+def _stored(root: Path, s: Setting, seed: int) -> dict[str, Any] | None:
+    """The stored result file of (setting, seed) as written, whatever its fingerprint; None if absent."""
     path = result_path(root, s, seed)
     if not path.is_file():
         return None
     try:
-        res = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as e:
         raise SettingError(f"result file {path} is unreadable ({e}); delete it to rerun that seed") from e
-    if res.get("fingerprint") != fingerprint(s):
-        return None
-    return res
+
+
+def load_result(root: Path, s: Setting, seed: int) -> dict[str, Any] | None:
+    """The stored result of (setting, seed), or None if there is none or it is for another config."""
+    res = _stored(root, s, seed)
+    return res if res is not None and res.get("fingerprint") == fingerprint(s) else None
 
 
 def trains_differently(root: Path, s: Setting, seed: int) -> bool:
     """Whether the stored result of (setting, seed) came from another agent or preset (its name or
     values): its run directory must not be continued. A changed budget or metric alone may be."""
-    path = result_path(root, s, seed)
-    if not path.is_file():
+    res = _stored(root, s, seed)
+    if res is None:
         return False
-    try:
-        old = json.loads(path.read_text(encoding="utf-8")).get("fingerprint") or {}
-    except (OSError, json.JSONDecodeError) as e:
-        raise SettingError(f"result file {path} is unreadable ({e}); delete it to rerun that seed") from e
-    new = fingerprint(s)
+    old, new = res.get("fingerprint") or {}, fingerprint(s)
     return any(old.get(k) != new[k] for k in ("agent", "preset", "preset_digest"))
 
 
