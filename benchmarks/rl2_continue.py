@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--trials", type=int, default=1024, help="trials per iteration (default 1024)")
     ap.add_argument("--lr", type=float, default=1e-3, help="Adam step size (default 1e-3)")
     ap.add_argument("--minutes", type=float, default=6.0, help="wall time to train (default 6)")
+    ap.add_argument("--entropy-coef", type=float, default=None, help="entropy bonus (default: the run's)")
     ap.add_argument("--seed", type=int, default=7, help="seed of the new task draws and actions (default 7)")
     ap.add_argument("--jsonl", help="also write every iteration's metrics here")
     args = ap.parse_args(argv)
@@ -43,6 +44,8 @@ def main(argv: list[str] | None = None) -> None:
     if not isinstance(old, RL2):
         ap.error(f"{args.run_dir} is a {type(old).__name__} run, not an RL2 one")
     config = dataclasses.replace(old.config, num_trials=args.trials, learning_rate=args.lr, late_iteration=0)
+    if args.entropy_coef is not None:
+        config = dataclasses.replace(config, entropy_coef=args.entropy_coef)
     agent = RL2(old.env_id, config, seed=args.seed, env_kwargs=old.env_kwargs)
     agent.net.load_state_dict(old.net.state_dict())
     out = open(args.jsonl, "w", encoding="utf-8") if args.jsonl else None  # noqa: SIM115
@@ -50,7 +53,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         while (wall := time.perf_counter() - t0) < args.minutes * 60:
             if wall >= minute * 60:
-                print(f"minute {minute}: trial return {sum(returns) / len(returns):.2f} ({len(returns)} iterations)", flush=True)
+                print(f"minute {minute}: trial return {sum(returns) / len(returns):.3f} ({len(returns)} iterations)", flush=True)
                 minute, returns = minute + 1, []
             m = agent.train_iteration(i)
             i += 1
@@ -58,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
             if out is not None:
                 out.write(json.dumps({**m, "wall_s": time.perf_counter() - t0, "iteration": i}) + "\n")
         if returns:
-            print(f"minute {minute} (part): trial return {sum(returns) / len(returns):.2f} ({len(returns)} iterations)")
+            print(f"minute {minute} (part): trial return {sum(returns) / len(returns):.3f} ({len(returns)} iterations)")
     finally:
         if out is not None:
             out.close()

@@ -82,6 +82,8 @@ class EvalArgs:
     """Device of the agent's networks; default: the run's."""
     threads: str | None = None
     """torch intra-op CPU threads: auto (one) or a positive int; default: the run's setting."""
+    trials_per_task: int | None = None
+    """Trials per held-out task for agents that run several (RL², PEARL: their eval_trials_per_task); default: the run's setting."""
 
 
 @dataclass
@@ -432,6 +434,8 @@ def _cmd_eval(args: Sequence[str]) -> int:
     check_count(opts.chunk_size, "--chunk-size")
     if opts.num_tasks is not None:  # the upper bound (the env's held-out count) is checked on load
         check_count(opts.num_tasks, "--num-tasks")
+    if opts.trials_per_task is not None:  # whether the agent has trials per task is checked on load
+        check_count(opts.trials_per_task, "--trials-per-task")
     if opts.env is not None:
         check_meta_env_id(opts.env)
     if opts.run_dir.is_dir():  # eval.json and adaptation.png go there: fail before evaluating
@@ -446,9 +450,11 @@ def _cmd_eval(args: Sequence[str]) -> int:
         env_id=opts.env,
         device=opts.device,
         threads=opts.threads,
+        trials_per_task=opts.trials_per_task,
         console=console,
     )
-    table = Table(title=f"{summary['agent']} on {summary['env_id']}: {summary['num_tasks']} held-out tasks, seed {summary['seed']}")
+    trials = f", {summary['trials_per_task']} trials each" if "trials_per_task" in summary else ""
+    table = Table(title=f"{summary['agent']} on {summary['env_id']}: {summary['num_tasks']} held-out tasks{trials}, seed {summary['seed']}")
     table.add_column(summary["x"], justify="right")
     table.add_column("mean return", justify="right")
     table.add_column("95% CI", justify="right")

@@ -29,6 +29,7 @@ import numpy as np
 
 from metarl.agent import Agent, EvalResult
 from metarl.errors import ConfigError
+from metarl.meta_env import check_count
 from metarl.registry import make
 from metarl.tasks import Task
 
@@ -261,21 +262,34 @@ def evaluate_run(
     env_id: str | None = None,
     device: str | None = None,
     threads: Any = None,
+    trials_per_task: int | None = None,
     write: bool = True,
     console: Any = None,
 ) -> dict[str, Any]:
     """Load a run (config + checkpoint), adapt on held-out tasks, return (and write) ``eval.json``.
 
-    ``threads`` overrides the run's torch thread setting (:mod:`metarl.threads`).
+    ``threads`` overrides the run's torch thread setting (:mod:`metarl.threads`);
+    ``trials_per_task`` the run's ``eval_trials_per_task`` (agents that run several trials per
+    held-out task: RL², PEARL), for a tighter estimate where a trial is cheap.
 
     Raises:
-        ConfigError: not a run directory, or ``num_tasks`` out of range.
+        ConfigError: not a run directory, ``num_tasks`` out of range, or ``trials_per_task`` not a
+            positive int or given for an agent without trials per task.
         CheckpointError, SpaceMismatchError: see :func:`metarl.trainer.load_run`.
     """
     from metarl.trainer import load_run, seed_everything
 
     run_dir = Path(run_dir)
+    if trials_per_task is not None:
+        check_count(trials_per_task, "trials_per_task")
     agent, run, state = load_run(run_dir, checkpoint=checkpoint, env_id=env_id, device=device, threads=threads)
+    if trials_per_task is not None:
+        if not hasattr(agent.config, "eval_trials_per_task"):
+            raise ConfigError(
+                f"trials_per_task={trials_per_task}: agent {run.agent!r} runs no trials per held-out task "
+                "(only agents with an eval_trials_per_task setting do: rl2, pearl)"
+            )
+        agent.config.eval_trials_per_task = int(trials_per_task)
     tasks = held_out_tasks(run.env, run.env_kwargs)
     if num_tasks is None:
         num_tasks = len(tasks)
@@ -288,7 +302,8 @@ def evaluate_run(
         env_id=run.env,
         agent=run.agent,
         seed=seed,
-        extra={"iteration": int(state["iteration"]), "env_steps": int(state["env_steps"]), "chunk_size": chunk_size},
+        extra={"iteration": int(state["iteration"]), "env_steps": int(state["env_steps"]), "chunk_size": chunk_size,
+               **({"trials_per_task": int(agent.config.eval_trials_per_task)} if hasattr(agent.config, "eval_trials_per_task") else {})},
     )
     if write:
         tmp = run_dir / "eval.json.tmp"

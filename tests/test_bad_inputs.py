@@ -299,6 +299,7 @@ IN_PROCESS = [
     ("NaN entropy coefficient", ["train", "rl2", "--entropy-coef", "nan"], "RL2Config.entropy_coef = nan"),
     ("eval zero tasks", ["eval", "runs/x", "--num-tasks", "0"], "--num-tasks must be an int >= 1, got 0"),
     ("eval zero chunk", ["eval", "runs/x", "--chunk-size", "0"], "--chunk-size must be an int >= 1, got 0"),
+    ("eval zero trials", ["eval", "runs/x", "--trials-per-task", "0"], "--trials-per-task must be an int >= 1, got 0"),
     ("bench adaptation negative tasks", ["bench", "adaptation", "x", "--num-tasks", "-3"], "got -3"),
     ("seconds NaN", ["bench", "throughput", "--seconds", "nan"], "--seconds must be a positive finite number, got nan"),
     ("out is a file", lambda t: ["train", "maml", "--out", str((t / "f").write_text("x") and t / "f")], "is a file, not a directory"),

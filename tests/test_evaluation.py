@@ -151,3 +151,26 @@ def test_trial_agent_eval_and_two_panel_plot(tmp_path):
     plot_adaptation(s, tmp_path / "one.png")
     with Image.open(tmp_path / "one.png") as img:
         assert wide[0] > 1.5 * img.size[0]  # the trial panel was drawn
+
+
+def test_trials_per_task_overrides_the_runs_setting(tmp_path, nav_run):
+    from metarl.config import RunConfig
+
+    run_dir = tmp_path / "rl2"
+    cfg = {"episodes_per_trial": 4, "num_trials": 8, "hidden_size": 8, "eval_trials_per_task": 2, "eval_baselines": True}
+    run = RunConfig(agent="rl2", env="metarl/Bandit-v0", seed=0, iterations=1, device="cpu", config=cfg,
+                    env_kwargs={"num_arms": 2, "horizon": 1}, trainer={"log_every": 0, "eval_tasks": 0})
+    Trainer(run, run_dir).train()
+    default = evaluate_run(run_dir, num_tasks=3, write=False)
+    more = evaluate_run(run_dir, num_tasks=3, trials_per_task=50, write=False)
+    assert default["trials_per_task"] == default["agent_extra"]["trials_per_task"] == 2
+    assert more["trials_per_task"] == more["agent_extra"]["trials_per_task"] == 50
+    # 50 trials per task average out the pull noise: per-task means move, and the baselines ran 50 too.
+    assert more["per_task_returns"] != default["per_task_returns"]
+    assert more["baselines"]["random"] != default["baselines"]["random"]
+    # the run's own setting is untouched on disk: a plain eval afterwards gives the default again
+    assert evaluate_run(run_dir, num_tasks=3, write=False) == default
+    with pytest.raises(ConfigError, match="trials_per_task"):
+        evaluate_run(run_dir, trials_per_task=0, write=False)
+    with pytest.raises(ConfigError, match=r"trials_per_task=5: agent .* runs no trials per held-out task"):
+        evaluate_run(nav_run, trials_per_task=5, write=False)

@@ -77,6 +77,8 @@ def test_shipped_settings_are_valid_and_cover_the_issue() -> None:
         (dict(wall_minutes=5.0, allowed_minutes=4.0), r"allowed_minutes must be >= wall_minutes \(5.0\), got 4.0"),
         (dict(wall_minutes=None, allowed_minutes=20.0), "allowed_minutes must be >= wall_minutes"),
         (dict(allowed_minutes=float("inf")), "allowed_minutes must be >= wall_minutes"),
+        (dict(eval_trials=0), "eval_trials must be an int >= 1 or None, got 0"),
+        (dict(eval_trials=True), "eval_trials must be an int >= 1 or None, got True"),
     ],
 )
 def test_bad_settings_are_typed_errors_naming_the_culprit(change, message) -> None:
@@ -156,8 +158,9 @@ FAKE = textwrap.dedent(
         run = Path(args[1])
         ckpt = args[args.index("--checkpoint") + 1] if args[0] == "eval" else args[2]
         it = int(Path(ckpt).stem.split("-")[1])
+        trials = int(opt("--trials-per-task")) if "--trials-per-task" in args else int(args[4]) if args[0] == "_score" and len(args) > 4 else 20
         summary = {"num_tasks": 3, "curve": [{"x": 0, "mean_return": 0.0, "ci95": 0.1}],
-                   "trial_return": {"mean": 50.0 + it, "ci95": 1.0}}
+                   "trial_return": {"mean": 50.0 + it + (trials - 20) / 100, "ci95": 1.0}}
         if args[0] == "eval":
             summary["baselines"] = {"random": {"mean": 50.0, "ci95": 1.0}, "ucb1": {"mean": 70.0, "ci95": 1.0}}
             summary["agent_extra"] = {"ucb1_c": 0.2, "ucb1_tuning": {"0.2": 1.0}, "trials_per_task": 20}
@@ -349,6 +352,44 @@ def test_a_seed_whose_preset_values_changed_trains_from_scratch_not_from_the_old
     res = rp.train_seed(s, 0, fake["root"], metarl_cmd=fake["cmd"], score_cmd=fake["score"], report=said.append)
     trains = [c for c in _calls(fake)[n:] if c.startswith("train ")]
     assert "--resume" not in trains[0] and "training from scratch" in said[0]
+    # the old run's eval-it<N>.json (same iteration numbers here) were not taken for the new run's
+    assert [c.split()[0] for c in _calls(fake)[n:] if not c.startswith("train ")] == ["_score"] * 3 + ["eval"]
     assert res["done"] and res["iterations"] == 14 and res["fingerprint"] == rp.fingerprint(s)
     # A longer budget alone continues the stored run (the MAML rows were extended that way).
     assert not rp.trains_differently(fake["root"], _setting(preset=str(preset), wall_minutes=2.0), 0)
+
+
+def test_a_changed_evaluation_rescores_the_stored_checkpoints_without_training(fake) -> None:
+    import dataclasses
+
+    s = _setting(wall_minutes=1.0)
+    first = rp.train_seed(s, 0, fake["root"], metarl_cmd=fake["cmd"], score_cmd=fake["score"], report=lambda m: None)
+    assert "eval_trials" not in rp.fingerprint(s)  # results stored before the field existed still match
+    more = dataclasses.replace(s, eval_trials=220)
+    assert rp.load_result(fake["root"], more, 0) is None and rp.status(fake["root"], more, 0) == "rescore"
+    n = len(_calls(fake))
+    said: list[str] = []
+    res = rp.train_seed(more, 0, fake["root"], metarl_cmd=fake["cmd"], score_cmd=fake["score"], report=said.append)
+    new = _calls(fake)[n:]
+    assert not any(c.startswith("train ") for c in new)
+    assert [c.split()[0] for c in new] == ["_score"] * 3 + ["eval"]
+    assert all(c.endswith(" 220") for c in new[:3]) and "--trials-per-task 220" in new[3]
+    assert [p["iteration"] for p in res["curve"]] == [4, 8, 11, 14] and res["score"] == 66.0 and first["score"] == 64.0
+    assert [p["score"] for p in res["curve"]] == [56.0, 60.0, 63.0, 66.0]
+    assert {k: res[k] for k in ("iterations", "wall_s", "env_steps", "loadavg")} == {k: first[k] for k in ("iterations", "wall_s", "env_steps", "loadavg")}
+    assert res["fingerprint"] == rp.fingerprint(more) and rp.status(fake["root"], more, 0) == "done"
+    assert "re-scoring its 4 checkpoints" in said[0] and "66 (re-scored)" in said[-1]
+    # A checkpoint gone: nothing to re-score from, so the seed is continued (and scored) as usual.
+    (rp.run_dir(fake["root"], s, 0) / "checkpoints" / "ckpt-000008.pt").unlink()
+    assert rp.status(fake["root"], dataclasses.replace(s, eval_trials=30), 0) == "resume"
+    # Training changed as well: no re-scoring.
+    assert not rp.rescorable(fake["root"], dataclasses.replace(s, wall_minutes=2.0, eval_trials=220), 0)
+
+
+def test_rows_scored_with_more_trials_say_so(tmp_path) -> None:
+    import dataclasses
+
+    s = dataclasses.replace(_setting(), eval_trials=200)
+    _fake_result(tmp_path, s, 0, 82.0)
+    row = [line for line in rp.table([s], tmp_path).splitlines() if line.startswith("| toy ")][0]
+    assert "82 (200 trials per task)" in row
