@@ -386,11 +386,11 @@ def trains_differently(root: Path, s: Setting, seed: int) -> bool:
 def rescorable(root: Path, s: Setting, seed: int) -> bool:
     """Whether the stored, finished result of (setting, seed) differs from ``s`` in its evaluation
     only and every checkpoint its curve scored is still on disk: re-score, do not retrain."""
-    res = _stored(root, s, seed)
-    if res is None or not res.get("done") or res.get("fingerprint") == fingerprint(s) or not res.get("curve"):
+    res, new = _stored(root, s, seed), fingerprint(s)
+    if res is None or not res.get("done") or not res.get("curve"):
         return False
-    training = lambda fp: {k: v for k, v in (fp or {}).items() if k not in EVAL_KEYS}  # noqa: E731
-    if training(res.get("fingerprint")) != training(fingerprint(s)):
+    old = res.get("fingerprint") or {}
+    if old == new or {k: v for k, v in old.items() if k not in EVAL_KEYS} != {k: v for k, v in new.items() if k not in EVAL_KEYS}:
         return False
     rd = run_dir(root, s, seed)
     return all(_checkpoint(rd, p["iteration"]).is_file() for p in res["curve"])
@@ -808,12 +808,13 @@ def _evaluate(
     out = rd.parent / f"eval-it{it}.json"
     if not out.is_file() or (final and "baselines" not in json.loads(out.read_text(encoding="utf-8")) and s.agent == "rl2"):
         ckpt = str(_checkpoint(rd, it))
-        trials = ["--trials-per-task", str(s.eval_trials)] if s.eval_trials is not None else []
+        trials = [] if s.eval_trials is None else [str(s.eval_trials)]
         if final:
-            _run([*metarl_cmd, "eval", str(rd), "--checkpoint", ckpt, "--seed", "0", "--threads", "1", *trials, *s.eval_args], log)
+            flag = ["--trials-per-task", *trials] if trials else []
+            _run([*metarl_cmd, "eval", str(rd), "--checkpoint", ckpt, "--seed", "0", "--threads", "1", *flag, *s.eval_args], log)
             shutil.copyfile(rd / "eval.json", out)
         else:
-            _run([*score_cmd, str(rd), ckpt, str(out), *trials[1:]], log)
+            _run([*score_cmd, str(rd), ckpt, str(out), *trials], log)
     summary = json.loads(out.read_text(encoding="utf-8"))
     score, ci = score_of(summary, s.metric)
     return {"fraction": fraction, "iteration": it, "env_steps": steps, "wall_s": wall, "score": score, "ci95": ci}
@@ -822,18 +823,10 @@ def _evaluate(
 def _score(run: str, checkpoint: str, out: str, trials_per_task: str | None = None) -> None:
     """Child process: ``eval.json`` of one checkpoint without the classic baselines (seed 0, one
     thread; ``trials_per_task`` as ``metarl eval --trials-per-task``)."""
-    from metarl.evaluation import eval_summary, evaluate_tasks, held_out_tasks
-    from metarl.trainer import load_run, seed_everything
+    from metarl.evaluation import evaluate_run
 
-    agent, cfg, state = load_run(run, checkpoint=checkpoint, threads=1)
-    if hasattr(agent.config, "eval_baselines"):
-        agent.config.eval_baselines = False
-    if trials_per_task is not None:
-        agent.config.eval_trials_per_task = int(trials_per_task)
-    seed_everything(0)
-    result = evaluate_tasks(agent, held_out_tasks(cfg.env, cfg.env_kwargs), seed=0, chunk_size=10)
-    summary = eval_summary(result, env_id=cfg.env, agent=cfg.agent, seed=0,
-                           extra={"iteration": int(state["iteration"]), "env_steps": int(state["env_steps"]), "chunk_size": 10})
+    summary = evaluate_run(run, checkpoint=checkpoint, seed=0, threads=1, baselines=False, write=False,
+                           trials_per_task=None if trials_per_task is None else int(trials_per_task))
     Path(out).write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
 
 

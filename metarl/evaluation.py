@@ -263,6 +263,7 @@ def evaluate_run(
     device: str | None = None,
     threads: Any = None,
     trials_per_task: int | None = None,
+    baselines: bool = True,
     write: bool = True,
     console: Any = None,
 ) -> dict[str, Any]:
@@ -270,7 +271,8 @@ def evaluate_run(
 
     ``threads`` overrides the run's torch thread setting (:mod:`metarl.threads`);
     ``trials_per_task`` the run's ``eval_trials_per_task`` (agents that run several trials per
-    held-out task: RL², PEARL), for a tighter estimate where a trial is cheap.
+    held-out task: RL², PEARL), for a tighter estimate where a trial is cheap. ``baselines=False``
+    skips the classic baselines of agents that run them (``eval_baselines``).
 
     Raises:
         ConfigError: not a run directory, ``num_tasks`` out of range, or ``trials_per_task`` not a
@@ -290,6 +292,9 @@ def evaluate_run(
                 "(only agents with an eval_trials_per_task setting do: rl2, pearl)"
             )
         agent.config.eval_trials_per_task = int(trials_per_task)
+    if not baselines and hasattr(agent.config, "eval_baselines"):
+        agent.config.eval_baselines = False
+    trials = getattr(agent.config, "eval_trials_per_task", None)
     tasks = held_out_tasks(run.env, run.env_kwargs)
     if num_tasks is None:
         num_tasks = len(tasks)
@@ -303,7 +308,7 @@ def evaluate_run(
         agent=run.agent,
         seed=seed,
         extra={"iteration": int(state["iteration"]), "env_steps": int(state["env_steps"]), "chunk_size": chunk_size,
-               **({"trials_per_task": int(agent.config.eval_trials_per_task)} if hasattr(agent.config, "eval_trials_per_task") else {})},
+               **({"trials_per_task": int(trials)} if trials is not None else {})},
     )
     if write:
         tmp = run_dir / "eval.json.tmp"

@@ -168,6 +168,9 @@ def test_trials_per_task_overrides_the_runs_setting(tmp_path, nav_run):
     # 50 trials per task average out the pull noise: per-task means move, and the baselines ran 50 too.
     assert more["per_task_returns"] != default["per_task_returns"]
     assert more["baselines"]["random"] != default["baselines"]["random"]
+    # baselines=False (reproduce.py's curve points): the agent's own scores, no classic baselines
+    bare = evaluate_run(run_dir, num_tasks=3, trials_per_task=50, baselines=False, write=False)
+    assert "baselines" not in bare and bare["per_task_returns"] == more["per_task_returns"]
     # the run's own setting is untouched on disk: a plain eval afterwards gives the default again
     assert evaluate_run(run_dir, num_tasks=3, write=False) == default
     with pytest.raises(ConfigError, match="trials_per_task"):
