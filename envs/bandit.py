@@ -69,6 +69,10 @@ class BanditDistribution(TaskDistribution[BanditTask]):
             raise InvalidTaskError("probs", task.probs.tolist(), f"this env has {self.num_arms} arms")
         return task
 
+    def relabel(self, task: BanditTask, rng: np.random.Generator) -> BanditTask:
+        """The arms in a random order (i.i.d. arms: the distribution does not change)."""
+        return BanditTask(probs=task.probs[rng.permutation(task.probs.size)])
+
     def held_out_key(self) -> str | None:
         return f"Bandit-v0-k{self.num_arms}" if self.num_arms in (5, 10, 50) else None
 

@@ -102,6 +102,15 @@ class TabularMDPDistribution(TaskDistribution[TabularMDPTask]):
             )
         return task
 
+    def relabel(self, task: TabularMDPTask, rng: np.random.Generator) -> TabularMDPTask:
+        """States other than the start state 0 in a random order, and each state's actions in a
+        random order of their own (i.i.d. rows and means: the distribution does not change)."""
+        S, A = task.mean_rewards.shape
+        old = np.concatenate([[0], 1 + rng.permutation(S - 1)])  # new state -> old state
+        acts = np.stack([rng.permutation(A) for _ in range(S)])  # [new state, new action] -> old action
+        rows = old[:, None]
+        return TabularMDPTask(transitions=task.transitions[rows, acts][:, :, old], mean_rewards=task.mean_rewards[rows, acts])
+
     def held_out_key(self) -> str | None:
         return "TabularMDP-v0" if (self.num_states, self.num_actions) == (10, 5) else None
 

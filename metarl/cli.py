@@ -84,6 +84,8 @@ class EvalArgs:
     """torch intra-op CPU threads: auto (one) or a positive int; default: the run's setting."""
     trials_per_task: int | None = None
     """Trials per held-out task for agents that run several (RL², PEARL: their eval_trials_per_task); default: the run's setting."""
+    relabel: bool | None = None
+    """RL²: score each trial on a randomly relabeled copy of its held-out task (bandit arms, MDP states and actions), True or False; default: the run's eval_relabel (on)."""
 
 
 @dataclass
@@ -451,9 +453,11 @@ def _cmd_eval(args: Sequence[str]) -> int:
         device=opts.device,
         threads=opts.threads,
         trials_per_task=opts.trials_per_task,
+        relabel=opts.relabel,
         console=console,
     )
     trials = f", {summary['trials_per_task']} trials each" if "trials_per_task" in summary else ""
+    trials += " (relabeled)" if summary.get("relabeled") else ""
     table = Table(title=f"{summary['agent']} on {summary['env_id']}: {summary['num_tasks']} held-out tasks{trials}, seed {summary['seed']}")
     table.add_column(summary["x"], justify="right")
     table.add_column("mean return", justify="right")

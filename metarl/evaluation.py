@@ -263,6 +263,7 @@ def evaluate_run(
     device: str | None = None,
     threads: Any = None,
     trials_per_task: int | None = None,
+    relabel: bool | None = None,
     baselines: bool = True,
     write: bool = True,
     console: Any = None,
@@ -271,12 +272,15 @@ def evaluate_run(
 
     ``threads`` overrides the run's torch thread setting (:mod:`metarl.threads`);
     ``trials_per_task`` the run's ``eval_trials_per_task`` (agents that run several trials per
-    held-out task: RL², PEARL), for a tighter estimate where a trial is cheap. ``baselines=False``
-    skips the classic baselines of agents that run them (``eval_baselines``).
+    held-out task: RL², PEARL), for a tighter estimate where a trial is cheap; ``relabel`` the
+    run's ``eval_relabel`` (RL²: each trial on a randomly relabeled copy of its task; the summary
+    records it as ``relabeled``). ``baselines=False`` skips the classic baselines of agents that run
+    them (``eval_baselines``).
 
     Raises:
-        ConfigError: not a run directory, ``num_tasks`` out of range, or ``trials_per_task`` not a
-            positive int or given for an agent without trials per task.
+        ConfigError: not a run directory, ``num_tasks`` out of range, ``trials_per_task`` not a
+            positive int or given for an agent without trials per task, or ``relabel`` not a bool
+            or given for an agent without ``eval_relabel``.
         CheckpointError, SpaceMismatchError: see :func:`metarl.trainer.load_run`.
     """
     from metarl.trainer import load_run, seed_everything
@@ -284,6 +288,8 @@ def evaluate_run(
     run_dir = Path(run_dir)
     if trials_per_task is not None:
         check_count(trials_per_task, "trials_per_task")
+    if relabel is not None and not isinstance(relabel, bool):
+        raise ConfigError(f"relabel must be a bool or None, got {relabel!r}")
     agent, run, state = load_run(run_dir, checkpoint=checkpoint, env_id=env_id, device=device, threads=threads)
     if trials_per_task is not None:
         if not hasattr(agent.config, "eval_trials_per_task"):
@@ -292,9 +298,17 @@ def evaluate_run(
                 "(only agents with an eval_trials_per_task setting do: rl2, pearl)"
             )
         agent.config.eval_trials_per_task = int(trials_per_task)
+    if relabel is not None:
+        if not hasattr(agent.config, "eval_relabel"):
+            raise ConfigError(
+                f"relabel={relabel}: agent {run.agent!r} does not relabel held-out tasks (only agents with an "
+                "eval_relabel setting do: rl2)"
+            )
+        agent.config.eval_relabel = relabel
     if not baselines and hasattr(agent.config, "eval_baselines"):
         agent.config.eval_baselines = False
     trials = getattr(agent.config, "eval_trials_per_task", None)
+    relabeled = getattr(agent.config, "eval_relabel", None)
     tasks = held_out_tasks(run.env, run.env_kwargs)
     if num_tasks is None:
         num_tasks = len(tasks)
@@ -308,7 +322,8 @@ def evaluate_run(
         agent=run.agent,
         seed=seed,
         extra={"iteration": int(state["iteration"]), "env_steps": int(state["env_steps"]), "chunk_size": chunk_size,
-               **({"trials_per_task": int(trials)} if trials is not None else {})},
+               **({"trials_per_task": int(trials)} if trials is not None else {}),
+               **({"relabeled": bool(relabeled)} if relabeled is not None else {})},
     )
     if write:
         tmp = run_dir / "eval.json.tmp"

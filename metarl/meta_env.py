@@ -94,6 +94,18 @@ class TaskDistribution(ABC, Generic[TaskT]):
     def contains(self, task: TaskT) -> bool:
         """Whether ``task`` lies in the support of this distribution."""
 
+    def relabel(self, task: TaskT, rng: np.random.Generator) -> TaskT:
+        """``task`` under a random relabeling that leaves this distribution unchanged (the arms of a
+        bandit, the actions of an MDP), drawn with ``rng``'s integers only; default: ``task`` itself
+        (a family without such a symmetry).
+
+        Evaluation scores each trial on its own relabeled copy of a held-out task
+        (``RL2Config.eval_relabel``), so that the label order a trained policy happens to prefer
+        (which arm to pull first) does not meet the held-out tasks' particular order: a fixed set
+        of 40 tasks would otherwise reward or punish that arbitrary preference, seed by seed.
+        """
+        return task
+
     def default_task(self) -> TaskT:
         """The task an env starts with (documented per family); the first held-out task."""
         return self.held_out()[0]

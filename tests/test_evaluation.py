@@ -153,14 +153,19 @@ def test_trial_agent_eval_and_two_panel_plot(tmp_path):
         assert wide[0] > 1.5 * img.size[0]  # the trial panel was drawn
 
 
-def test_trials_per_task_overrides_the_runs_setting(tmp_path, nav_run):
+def _rl2_bandit_run(run_dir, *, num_arms: int, trials: int, baselines: bool):
+    """A one-iteration RL² run on ``num_arms``-armed bandits (4 pulls per trial) in ``run_dir``."""
     from metarl.config import RunConfig
 
-    run_dir = tmp_path / "rl2"
-    cfg = {"episodes_per_trial": 4, "num_trials": 8, "hidden_size": 8, "eval_trials_per_task": 2, "eval_baselines": True}
+    cfg = {"episodes_per_trial": 4, "num_trials": 8, "hidden_size": 8, "eval_trials_per_task": trials, "eval_baselines": baselines}
     run = RunConfig(agent="rl2", env="metarl/Bandit-v0", seed=0, iterations=1, device="cpu", config=cfg,
-                    env_kwargs={"num_arms": 2, "horizon": 1}, trainer={"log_every": 0, "eval_tasks": 0})
+                    env_kwargs={"num_arms": num_arms, "horizon": 1}, trainer={"log_every": 0, "eval_tasks": 0})
     Trainer(run, run_dir).train()
+    return run_dir
+
+
+def test_trials_per_task_overrides_the_runs_setting(tmp_path, nav_run):
+    run_dir = _rl2_bandit_run(tmp_path / "rl2", num_arms=2, trials=2, baselines=True)
     default = evaluate_run(run_dir, num_tasks=3, write=False)
     more = evaluate_run(run_dir, num_tasks=3, trials_per_task=50, write=False)
     assert default["trials_per_task"] == default["agent_extra"]["trials_per_task"] == 2
@@ -177,3 +182,16 @@ def test_trials_per_task_overrides_the_runs_setting(tmp_path, nav_run):
         evaluate_run(run_dir, trials_per_task=0, write=False)
     with pytest.raises(ConfigError, match=r"trials_per_task=5: agent .* runs no trials per held-out task"):
         evaluate_run(nav_run, trials_per_task=5, write=False)
+
+
+def test_relabel_overrides_the_runs_setting_and_is_recorded(tmp_path, nav_run):
+    run_dir = _rl2_bandit_run(tmp_path / "rl2", num_arms=5, trials=20, baselines=False)
+    default = evaluate_run(run_dir, num_tasks=3, write=False)
+    plain = evaluate_run(run_dir, num_tasks=3, relabel=False, write=False)
+    assert default["relabeled"] is True and plain["relabeled"] is False  # relabeled is RL²'s default
+    assert default["per_task_returns"] != plain["per_task_returns"]
+    assert evaluate_run(run_dir, num_tasks=3, relabel=True, write=False) == default
+    with pytest.raises(ConfigError, match="relabel must be a bool or None, got 'yes'"):
+        evaluate_run(run_dir, relabel="yes", write=False)
+    with pytest.raises(ConfigError, match=r"relabel=False: agent .* does not relabel held-out tasks"):
+        evaluate_run(nav_run, relabel=False, write=False)

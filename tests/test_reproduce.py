@@ -79,6 +79,7 @@ def test_shipped_settings_are_valid_and_cover_the_issue() -> None:
         (dict(allowed_minutes=float("inf")), "allowed_minutes must be >= wall_minutes"),
         (dict(eval_trials=0), "eval_trials must be an int >= 1 or None, got 0"),
         (dict(eval_trials=True), "eval_trials must be an int >= 1 or None, got True"),
+        (dict(eval_relabel="yes"), "eval_relabel must be a bool or None, got 'yes'"),
     ],
 )
 def test_bad_settings_are_typed_errors_naming_the_culprit(change, message) -> None:
@@ -158,9 +159,10 @@ FAKE = textwrap.dedent(
         run = Path(args[1])
         ckpt = args[args.index("--checkpoint") + 1] if args[0] == "eval" else args[2]
         it = int(Path(ckpt).stem.split("-")[1])
-        trials = int(opt("--trials-per-task")) if "--trials-per-task" in args else int(args[4]) if args[0] == "_score" and len(args) > 4 else 20
+        trials = int(opt("--trials-per-task")) if "--trials-per-task" in args else 20
+        relabel = 0.5 if "--relabel" in args and opt("--relabel") == "True" else 0.0
         summary = {"num_tasks": 3, "curve": [{"x": 0, "mean_return": 0.0, "ci95": 0.1}],
-                   "trial_return": {"mean": 50.0 + it + (trials - 20) / 100, "ci95": 1.0}}
+                   "trial_return": {"mean": 50.0 + it + (trials - 20) / 100 + relabel, "ci95": 1.0}}
         if args[0] == "eval":
             summary["baselines"] = {"random": {"mean": 50.0, "ci95": 1.0}, "ucb1": {"mean": 70.0, "ci95": 1.0}}
             summary["agent_extra"] = {"ucb1_c": 0.2, "ucb1_tuning": {"0.2": 1.0}, "trials_per_task": 20}
@@ -373,7 +375,7 @@ def test_a_changed_evaluation_rescores_the_stored_checkpoints_without_training(f
     new = _calls(fake)[n:]
     assert not any(c.startswith("train ") for c in new)
     assert [c.split()[0] for c in new] == ["_score"] * 3 + ["eval"]
-    assert all(c.endswith(" 220") for c in new[:3]) and "--trials-per-task 220" in new[3]
+    assert all(c.endswith(" --trials-per-task 220") for c in new[:3]) and "--trials-per-task 220" in new[3]
     assert [p["iteration"] for p in res["curve"]] == [4, 8, 11, 14] and res["score"] == 66.0 and first["score"] == 64.0
     assert [p["score"] for p in res["curve"]] == [56.0, 60.0, 63.0, 66.0]
     assert {k: res[k] for k in ("iterations", "wall_s", "env_steps", "loadavg")} == {k: first[k] for k in ("iterations", "wall_s", "env_steps", "loadavg")}
@@ -384,6 +386,26 @@ def test_a_changed_evaluation_rescores_the_stored_checkpoints_without_training(f
     assert rp.status(fake["root"], dataclasses.replace(s, eval_trials=30), 0) == "resume"
     # Training changed as well: no re-scoring.
     assert not rp.rescorable(fake["root"], dataclasses.replace(s, wall_minutes=2.0, eval_trials=220), 0)
+
+
+def test_relabeled_scoring_is_an_evaluation_change_passed_to_both_scorers(fake) -> None:
+    import dataclasses
+
+    s = _setting(wall_minutes=1.0)
+    first = rp.train_seed(s, 0, fake["root"], metarl_cmd=fake["cmd"], score_cmd=fake["score"], report=lambda m: None)
+    assert "eval_relabel" not in rp.fingerprint(s)
+    relabeled = dataclasses.replace(s, eval_relabel=True)
+    assert rp.fingerprint(relabeled)["eval_relabel"] is True
+    assert rp.status(fake["root"], relabeled, 0) == "rescore"
+    n = len(_calls(fake))
+    res = rp.train_seed(relabeled, 0, fake["root"], metarl_cmd=fake["cmd"], score_cmd=fake["score"], report=lambda m: None)
+    new = _calls(fake)[n:]
+    assert [c.split()[0] for c in new] == ["_score"] * 3 + ["eval"]
+    assert all("--relabel True" in c for c in new)
+    assert res["score"] == first["score"] + 0.5 and rp.status(fake["root"], relabeled, 0) == "done"
+    _fake_result(fake["root"], relabeled, 1, 82.0)
+    row = [line for line in rp.table([relabeled], fake["root"]).splitlines() if line.startswith("| toy ")][0]
+    assert "(relabeled)" in row
 
 
 def test_rows_scored_with_more_trials_say_so(tmp_path) -> None:

@@ -12,6 +12,7 @@ import torch
 import metarl
 from metarl.agent import AGENTS, EvalResult, load_agent_class
 from metarl.agents.rl2 import RL2, GRUActorCritic, RL2Config, check_config, trial_advantages
+from metarl.envs.bandit import BanditTask
 from metarl.errors import CheckpointError, ConfigError
 
 TINY = RL2Config(num_trials=32, hidden_size=16, episodes_per_trial=4, update_epochs=2, num_minibatches=2, eval_trials_per_task=3)
@@ -211,6 +212,36 @@ def test_evaluate_reports_episodes_trials_and_baselines() -> None:
     assert all(v.shape == (5,) for v in res.baselines.values()) and "ucb1_c" in res.extra
     again = agent.evaluate(tasks, seed=0)
     np.testing.assert_array_equal(res.returns, again.returns)
+
+
+def test_relabeled_evaluation_averages_a_policys_arm_preference_over_arm_orders() -> None:
+    """A policy that always pulls arm 0 scores the whole trial on a task whose arm 0 always pays
+    and the other arms never; on relabeled copies it meets the paying arm in 1 of 3 orders."""
+    cfg = dataclasses.replace(TINY, eval_trials_per_task=300)
+    agent = RL2("metarl/Bandit-v0", cfg, env_kwargs={"num_arms": 3, "horizon": 1})
+    with torch.no_grad():
+        agent.net.policy_head.weight.zero_()
+        agent.net.policy_head.bias.copy_(torch.tensor([30.0, 0.0, 0.0]))
+    task = BanditTask(probs=np.array([1.0, 0.0, 0.0]))
+    agent.config.eval_relabel = False
+    fixed = agent.evaluate([task], seed=0)
+    agent.config.eval_relabel = True
+    relabeled = agent.evaluate([task], seed=0)
+    assert fixed.trial_returns[0] == 4.0  # 4 pulls of arm 0
+    # 300 trials, each 4 (p = 1/3) or 0: mean 4/3, standard error 0.11
+    assert 1.0 < relabeled.trial_returns[0] < 1.7
+    # the baselines ran on the same copies: one score per task, symmetric policies, so near their usual level
+    assert relabeled.baselines["gittins"].shape == (1,) and relabeled.baselines["gittins"][0] > 3.0
+    np.testing.assert_array_equal(relabeled.returns, agent.evaluate([task], seed=0).returns)  # same seed, same copies
+
+
+def test_relabeling_leaves_families_without_a_symmetry_unchanged() -> None:
+    cfg = dataclasses.replace(TINY, episodes_per_trial=2, eval_baselines=False)  # no classic baselines for Box actions
+    agent = RL2("metarl/Navigation2D-v0", cfg, env_kwargs={"max_episode_steps": 5})
+    tasks = metarl.make_vec("metarl/Navigation2D-v0", 1).held_out_tasks()[:3]
+    on = agent.evaluate(tasks, seed=3)
+    agent.config.eval_relabel = False
+    np.testing.assert_array_equal(on.returns, agent.evaluate(tasks, seed=3).returns)
 
 
 def test_tabular_mdp_agent_runs_with_psrl_baseline() -> None:

@@ -437,6 +437,59 @@ def test_mdp_tasks_in_bounds(seed: int, n: int, S: int, A: int) -> None:
         assert t.mean_rewards.shape == (S, A)
 
 
+# --- relabeling (RL²'s evaluation scores each trial on a relabeled copy of its held-out task) ----
+def test_bandit_relabel_permutes_the_arms_uniformly() -> None:
+    dist = BanditDistribution(5)
+    task = dist.held_out()[0]
+    rng = np.random.default_rng(0)
+    copies = [dist.relabel(task, rng) for _ in range(5000)]
+    assert all(dist.contains(c) and sorted(c.probs) == sorted(task.probs) for c in copies)
+    firsts = np.array([int(np.flatnonzero(task.probs == c.probs[0])[0]) for c in copies])
+    counts = np.bincount(firsts, minlength=5)  # which original arm comes first: uniform (1000 each)
+    assert stats.chisquare(counts).pvalue > 1e-3, counts
+    again = [dist.relabel(task, np.random.default_rng(0)) for _ in range(1)]
+    np.testing.assert_array_equal(again[0].probs, copies[0].probs)  # drawn from the rng alone
+
+
+def _optimal_value(P: np.ndarray, mu: np.ndarray, horizon: int) -> float:
+    """Expected return of the optimal ``horizon``-step policy from state 0 (backward induction)."""
+    V = np.zeros(P.shape[0])
+    for _ in range(horizon):
+        V = (mu + P @ V).max(axis=1)
+    return float(V[0])
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(0, 2**63), st.integers(2, 8), st.integers(1, 5))
+def test_mdp_relabel_is_the_same_mdp_under_new_state_and_action_names(seed: int, S: int, A: int) -> None:
+    dist = TabularMDPDistribution(S, A)
+    rng = np.random.default_rng(seed)
+    task = dist.sample(rng, 1)[0]
+    copy = dist.relabel(task, rng)
+    assert dist.contains(copy)
+    np.testing.assert_allclose(copy.transitions.sum(-1), 1.0, atol=1e-12)
+    # the start state keeps its name and its actions (in some order); the optimal value is unchanged
+    assert sorted(copy.mean_rewards[0]) == sorted(task.mean_rewards[0])
+    assert sorted(copy.mean_rewards.ravel()) == sorted(task.mean_rewards.ravel())
+    assert _optimal_value(copy.transitions, copy.mean_rewards, 10) == pytest.approx(
+        _optimal_value(task.transitions, task.mean_rewards, 10), rel=1e-12)
+
+
+def test_mdp_relabel_moves_states_and_actions() -> None:
+    dist = TabularMDPDistribution()
+    task = dist.held_out()[0]
+    copy = dist.relabel(task, np.random.default_rng(1))
+    assert not np.array_equal(copy.mean_rewards, task.mean_rewards)
+    # state 0's row of means is a permutation of the original's; some other state moved
+    assert not np.array_equal(np.sort(copy.mean_rewards[1:], axis=1), np.sort(task.mean_rewards[1:], axis=1))
+
+
+def test_families_without_a_symmetry_relabel_to_the_task_itself() -> None:
+    dist = Navigation2DDistribution()
+    task = dist.held_out()[0]
+    assert dist.relabel(task, np.random.default_rng(0)) is task
+
+
 @settings(max_examples=30, deadline=None)
 @given(st.one_of(st.integers(-5, 1), st.floats(allow_nan=True), st.text(max_size=3), st.booleans()))
 def test_invalid_family_parameters_rejected(num_arms) -> None:
