@@ -487,14 +487,13 @@ class RL2(Agent):
         M, R, E = len(tasks), cfg.eval_trials_per_task, cfg.episodes_per_trial
         dist = self.trials.env.distribution
         checked = [dist.check(t) for t in tasks]
-        # Sub-env i runs trial i % R of task i // R either way (task-major, as the samplers lay out).
-        runs, per = checked, R
-        if cfg.eval_relabel:
-            rng = np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(0x2E1A,)))
-            runs, per = [dist.relabel(t, rng) for t in checked for _ in range(R)], 1
+        # One sub-env per trial, task-major (trial r of task m is sub-env m * R + r, the layout the
+        # samplers and run_classic give R episodes per task), each on its own copy of the task.
+        rng = np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(0x2E1A,)))
+        runs = [dist.relabel(t, rng) if cfg.eval_relabel else t for t in checked for _ in range(R)]
         spec = RecurrentPolicySpec(self.net, int(seed), block=cfg.sample_block)
         env = EnvSpec(self.env_id, self.env_kwargs, E)
-        ro = self.sampler.sample(env, spec, runs, episodes=per, horizon=self.horizon, seed=int(seed), device=self.torch_device)
+        ro = self.sampler.sample(env, spec, runs, episodes=1, horizon=self.horizon, seed=int(seed), device=self.torch_device)
         per_episode = self._episode_returns(ro).reshape(M, R, E).mean(axis=1)
         success = self._episode_success(ro)
         result = EvalResult(
@@ -503,9 +502,9 @@ class RL2(Agent):
         )
         if cfg.eval_baselines:
             base, extra = evaluate_baselines(
-                self.env_id, list(runs), episodes_per_trial=E, trials_per_task=per, seed=int(seed), env_kwargs=self.env_kwargs
+                self.env_id, runs, episodes_per_trial=E, seed=int(seed), env_kwargs=self.env_kwargs
             )
-            result.baselines = {name: r.reshape(M, -1, E).mean(axis=1).sum(axis=1) for name, r in base.items()}
+            result.baselines = {name: r.reshape(M, R, E).mean(axis=1).sum(axis=1) for name, r in base.items()}
             result.extra = {**extra, "trials_per_task": R}
         return result
 
