@@ -35,8 +35,12 @@ Additions since the first version (all optional for an agent author):
   ``evaluate``, ``adapt`` and ``act`` (those it defines) run inside
   ``torch_threads(agent.threads)`` (default ``"auto"``: one torch intra-op thread), set by
   ``metarl train/eval --threads`` or ``agent.threads = N``, and restore the caller's setting
-  after; an agent needs no thread code of its own. Other methods run with the caller's setting
-  (wrap them in ``metarl.threads.torch_threads(agent.threads)`` where it matters).
+  after; an agent needs no thread code of its own. Its ``__init__`` runs under ``"auto"`` (one
+  thread; ``agent.threads`` is set after construction), so the initial weights do not depend on
+  the process's thread count: LAPACK's QR behind ``nn.init.orthogonal_`` gives other last bits
+  with two threads than with one, and a run pinned to one core (``taskset``) then trained on other
+  bits than the same seed unpinned. Other methods run with the caller's setting (wrap them in
+  ``metarl.threads.torch_threads(agent.threads)`` where it matters).
 """
 
 from __future__ import annotations
@@ -117,8 +121,9 @@ class Agent(ABC):
     #: Default env id when ``--env`` is not given (small, trains in about a minute).
     default_env: ClassVar[str]
 
-    #: Methods that run under the thread policy (wrapped in every subclass that defines them).
-    _THREADED: ClassVar[tuple[str, ...]] = ("train_iteration", "evaluate", "adapt", "act")
+    #: Methods that run under the thread policy (wrapped in every subclass that defines them);
+    #: ``__init__`` runs under the default, one thread, whatever the caller's count.
+    _THREADED: ClassVar[tuple[str, ...]] = ("__init__", "train_iteration", "evaluate", "adapt", "act")
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

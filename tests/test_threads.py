@@ -112,6 +112,42 @@ def test_agent_entry_points_run_under_the_policy_and_restore(outside_threads) ->
         agent.threads = -1
 
 
+@pytest.mark.parametrize("agent_name", ["maml", "rl2", "pearl", "promp", "emaml", "reptile"])
+def test_initial_weights_do_not_depend_on_the_callers_thread_count(agent_name) -> None:
+    # A process pinned to one core starts torch with one thread, an unpinned one with the core
+    # count: the same seed must build the same network either way (orthogonal init's QR differed).
+    from metarl.agent import load_agent_class
+
+    cls = load_agent_class(agent_name)
+    kwargs = {"num_arms": 50, "horizon": 1} if agent_name == "rl2" else {}
+    env = "metarl/Bandit-v0" if agent_name == "rl2" else cls.default_env
+    before = torch.get_num_threads()
+    states = []
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            agent = cls(env, cls.config_cls(), seed=0, **({"env_kwargs": kwargs} if kwargs else {}))
+            assert torch.get_num_threads() == n  # restored after construction
+            states.append(agent.state_dict())
+    finally:
+        torch.set_num_threads(before)
+    flat = [{k: v for k, v in _tensors(s)} for s in states]
+    assert flat[0].keys() == flat[1].keys() and flat[0]
+    for k in flat[0]:
+        assert torch.equal(flat[0][k], flat[1][k]), k
+
+
+def _tensors(obj, prefix=""):
+    if isinstance(obj, torch.Tensor):
+        yield prefix, obj
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _tensors(v, f"{prefix}/{k}")
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            yield from _tensors(v, f"{prefix}/{i}")
+
+
 def test_maml_and_rl2_get_the_policy_from_the_base(outside_threads) -> None:
     from metarl.agents import MAML, RL2, MAMLConfig, RL2Config
 
