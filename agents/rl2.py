@@ -107,6 +107,10 @@ class RL2Config:
     """Trials per iteration in the late phase."""
     late_learning_rate: float = 1e-3
     """Adam step size in the late phase."""
+    late_gamma: float | None = None
+    """Discount in the late phase (``None``: ``gamma``). Ours, not the paper's: a short horizon
+    learns fast early, a longer one then credits exploration whose payoff comes later in the trial;
+    OpenAI Five raised its discount during training the same way (Berner et al. 2019, §4.1)."""
     time_input: bool = False
     """Feed the GRU the fraction of the trial's episodes already finished (``e / n``), counted
     from the previous-done input and carried in the recurrent state. Not in the paper (ours)."""
@@ -128,6 +132,8 @@ def check_config(config: RL2Config) -> RL2Config:
         v = getattr(config, name)
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
             raise ConfigError(f"RL2Config.{name} must be an int >= 0, got {v!r}")
+    if config.late_gamma is not None and not (isinstance(config.late_gamma, (int, float)) and 0 <= config.late_gamma <= 1):
+        raise ConfigError(f"RL2Config.late_gamma must be None or lie in [0, 1], got {config.late_gamma!r}")
     for name, lo, hi in (("gamma", 0, 1), ("gae_lambda", 0, 1), ("clip_range", 0, 1)):
         v = getattr(config, name)
         if not (isinstance(v, (int, float)) and lo <= v <= hi):
@@ -316,12 +322,13 @@ class RL2(Agent):
         self.env_steps = 0
 
     # ---------------------------------------------------------------------------- rollout
-    def phase(self, iteration: int) -> tuple[int, float]:
-        """``(trials, learning rate)`` of iteration ``iteration`` (the late phase from ``late_iteration``)."""
+    def phase(self, iteration: int) -> tuple[int, float, float]:
+        """``(trials, learning rate, discount)`` of iteration ``iteration`` (the late phase from ``late_iteration``)."""
         cfg = self.config
         if cfg.late_iteration and iteration >= cfg.late_iteration:
-            return cfg.late_num_trials, cfg.late_learning_rate
-        return cfg.num_trials, cfg.learning_rate
+            gamma = cfg.gamma if cfg.late_gamma is None else cfg.late_gamma
+            return cfg.late_num_trials, cfg.late_learning_rate, gamma
+        return cfg.num_trials, cfg.learning_rate, cfg.gamma
 
     def _rollout(self, num_trials: int | None = None) -> tuple[Rollout, Tensor, Tensor]:
         """One trial per sub-env on freshly drawn training tasks (``num_trials``, default the config's).
@@ -406,12 +413,12 @@ class RL2(Agent):
         Runs under the agent's thread policy (:mod:`metarl.threads`, one torch thread by default).
         """
         t0 = time.perf_counter()
-        num_trials, lr = self.phase(iteration)
+        num_trials, lr, gamma = self.phase(iteration)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         ro, chunk_states, last_value = self._rollout(num_trials)
         trial_end = ro.terminated
-        adv, returns = trial_advantages(ro.rewards * self.config.reward_scale, ro.extras["value"], last_value, trial_end, self.config.gamma, self.config.gae_lambda)
+        adv, returns = trial_advantages(ro.rewards * self.config.reward_scale, ro.extras["value"], last_value, trial_end, gamma, self.config.gae_lambda)
         t1 = time.perf_counter()
         metrics = self._update(ro, chunk_states, adv, returns)
         steps = ro.rewards.numel()

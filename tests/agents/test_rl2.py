@@ -143,7 +143,8 @@ def test_late_phase_switches_batch_and_step_size_and_resumes_exactly() -> None:
     straight, m = _train(4, **late)
     assert [x["env_steps"] for x in m] == [32 * 8, 32 * 8, 8 * 8, 8 * 8]  # trials x 4 two-step episodes
     assert [x["train/learning_rate"] for x in m] == [TINY.learning_rate] * 2 + [1e-4] * 2
-    assert straight.phase(1) == (32, TINY.learning_rate) and straight.phase(2) == straight.phase(10**6) == (8, 1e-4)
+    assert straight.phase(1) == (32, TINY.learning_rate, TINY.gamma)
+    assert straight.phase(2) == straight.phase(10**6) == (8, 1e-4, TINY.gamma)
     # Resuming from a checkpoint taken before the switch lands on the same bits after it.
     half, _ = _train(1, **late)
     resumed = RL2("metarl/Bandit-v0", dataclasses.replace(TINY, **late), seed=3, env_kwargs=BANDIT)
@@ -153,9 +154,25 @@ def test_late_phase_switches_batch_and_step_size_and_resumes_exactly() -> None:
     for p, q in zip(straight.net.parameters(), resumed.net.parameters(), strict=True):
         assert torch.equal(p, q)
     # late_iteration 0 (the default) never switches; a late batch too small to split is an error.
-    assert _train(1, late_num_trials=1)[0].phase(10**6) == (32, TINY.learning_rate)
+    assert _train(1, late_num_trials=1)[0].phase(10**6) == (32, TINY.learning_rate, TINY.gamma)
     with pytest.raises(ConfigError, match=r"num_minibatches \(2\) exceeds late_num_trials \(1\)"):
         check_config(dataclasses.replace(TINY, late_iteration=5, late_num_trials=1))
+
+
+def test_late_gamma_discounts_the_late_phase_only() -> None:
+    late = {"late_iteration": 2, "late_num_trials": 32, "late_learning_rate": TINY.learning_rate}
+    plain, m = _train(3, **late)
+    longer, m_longer = _train(3, late_gamma=1.0, **late)
+    assert longer.phase(1)[2] == TINY.gamma and longer.phase(2)[2] == 1.0
+    # Same bits before the switch; the late update sees other advantages, hence another loss.
+    untimed = [[{k: v for k, v in x.items() if not k.endswith("_s")} for x in run[:2]] for run in (m, m_longer)]
+    assert untimed[0] == untimed[1]
+    assert m_longer[2]["train/policy_loss"] != m[2]["train/policy_loss"]
+    # None (the default) keeps gamma; late_gamma equal to gamma is the same run.
+    same, m_same = _train(3, late_gamma=TINY.gamma, **late)
+    assert m_same[2]["train/policy_loss"] == m[2]["train/policy_loss"]
+    with pytest.raises(ConfigError, match=r"late_gamma must be None or lie in \[0, 1\], got 1.5"):
+        check_config(dataclasses.replace(TINY, late_gamma=1.5))
 
 
 def test_save_and_load_round_trip(tmp_path) -> None:
