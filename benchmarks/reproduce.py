@@ -147,7 +147,7 @@ RL2_N10_TRIED = ("the n=100 recipe with 512 trials per iteration for 5 of the 20
                  "6.716 and 6.715, met by the mean of seeds that spread 0.57-0.60); then k=5's late phase (from iteration "
                  "600, 4096 trials at lr 1e-3) carried over untuned, with the 20 minutes; the ceiling (RESULTS.md, sixth "
                  "session): the exact Bayes-optimal policy scores 6.730 (k=10) and 6.700 (k=50) on the same held-out "
-                 "copies, Gittins 6.729 and 6.701, and RL²'s training-task trial return ends within 0.3% of the exact "
+                 "copies, Gittins 6.729 and 6.701, and RL²'s training-task trial return ends within 0.35% of the exact "
                  "prior-expected optimum 6.714 (Gittins 6.712): at n=10 the target asks for the optimum")
 
 #: k=5, n=10 (2026-11-24, fourth session), on seed 0's training-task curve.
@@ -183,8 +183,9 @@ RL2_MDP10_TRIED = (RL2_MDP_TRIED + "; then a late phase from iteration 550 of 10
                    "phase and time input); time_input (seed 0, training tasks: 117.1 in minute 5 against the preset's "
                    "119.3; rejected; RESULTS.md, fifth session)")
 
-RL2_MDP25_TRIED = (RL2_MDP_TRIED + "; the late phase later chosen for n=10 was not tried at n=25 (its curves still rise "
-                   "at 20 min; no CPU left)")
+RL2_MDP25_TRIED = (RL2_MDP_TRIED + "; then the late phase chosen for n=10, from iteration 300 (1024 trials at lr 1e-3; "
+                   "seed 0, training tasks, paired with the preset on the other core for 20 min: 299.5-301.2 in minutes "
+                   "14-20 against 302.6-308.9, level at equal iterations; rejected; RESULTS.md, sixth session)")
 
 
 #: Trials per held-out task for the bandit rows (2026-11-24, fourth session; the presets evaluate 20).
