@@ -137,7 +137,8 @@ RL2_LATE_TRIED = (RL2_TRIED + "; then (k=10, seed 0, 10 min on a quiet core, tra
                   "4096 / 5e-4: both level at ~81.7 training-task trial return (tuned UCB1 81.73 on training tasks), so a "
                   "bigger late batch does not close it (RESULTS.md, fourth session); then (k=10, seed 0, training tasks, "
                   "RESULTS.md, sixth session): late_gamma 1.0 from iteration 400, 80.82 against the preset's 81.07 at "
-                  "iterations 460-480 (rejected); GRU 128, 73.8 against 79.8 in minute 5 (stopped, rejected)")
+                  "iterations 460-480 (rejected); GRU 128, 73.8 against 76.9 over iterations 160-200, at a slower pace per "
+                  "iteration (stopped, rejected)")
 
 RL2_K50_TRIED = (RL2_TRIED + "; the late phase and time_input chosen afterwards for k=5 and 10 were not tried at k=50 "
                  "(this row was met without them and was not re-run)")
