@@ -138,7 +138,9 @@ RL2_LATE_TRIED = (RL2_TRIED + "; then (k=10, seed 0, 10 min on a quiet core, tra
                   "bigger late batch does not close it (RESULTS.md, fourth session); then (k=10, seed 0, training tasks, "
                   "RESULTS.md, sixth session): late_gamma 1.0 from iteration 400, 80.82 against the preset's 81.07 at "
                   "iterations 460-480 (rejected); GRU 128, 73.8 against 76.9 over iterations 160-200, at a slower pace per "
-                  "iteration (stopped, rejected)")
+                  "iteration (stopped, rejected); run side by side for 10 min, minute-10 training-task trial return 80.6 with 2 "
+                  "minibatches instead of 4 and 80.3 with lr 1e-2 instead of 6e-3, against 80.8 for the preset's first "
+                  "400 iterations run the same day (rejected)")
 
 RL2_K50_TRIED = (RL2_TRIED + "; the late phase and time_input chosen afterwards for k=5 and 10 were not tried at k=50 "
                  "(this row was met without them and was not re-run)")
