@@ -496,8 +496,7 @@ class RL2(Agent):
         checked = [dist.check(t) for t in tasks]
         # One sub-env per trial, task-major (trial r of task m is sub-env m * R + r, the layout the
         # samplers and run_classic give R episodes per task), each on its own copy of the task.
-        rng = np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(0x2E1A,)))
-        runs = [dist.relabel(t, rng) if cfg.eval_relabel else t for t in checked for _ in range(R)]
+        runs = dist.trial_copies(checked, R, seed, relabel=cfg.eval_relabel)
         spec = RecurrentPolicySpec(self.net, int(seed), block=cfg.sample_block)
         env = EnvSpec(self.env_id, self.env_kwargs, E)
         ro = self.sampler.sample(env, spec, runs, episodes=1, horizon=self.horizon, seed=int(seed), device=self.torch_device)

@@ -32,6 +32,7 @@ import argparse
 import functools
 import sys
 import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -49,6 +50,14 @@ def _move(state: State, arm: tuple[int, int], win: bool) -> State:
     if arm != (0, 0):
         rest.remove(arm)
     return tuple(sorted([*rest, new]))
+
+
+def _backup(state: State, arm: tuple[int, int], value: Callable[[State], float]) -> float:
+    """Expected return of pulling ``arm`` in ``state`` and then following ``value``: the posterior
+    mean ``p = (s + 1) / (s + f + 2)`` of a success, plus what the next state is worth."""
+    s, f = arm
+    p = (s + 1) / (s + f + 2)
+    return p * (1.0 + value(_move(state, arm, True))) + (1.0 - p) * value(_move(state, arm, False))
 
 
 class BayesOptimal(_BanditPolicy):
@@ -70,9 +79,7 @@ class BayesOptimal(_BanditPolicy):
         return sorted(set(state)) + ([(0, 0)] if len(state) < self.arms else [])
 
     def q(self, state: State, arm: tuple[int, int]) -> float:
-        s, f = arm
-        p = (s + 1) / (s + f + 2)
-        return p * (1.0 + self.value(_move(state, arm, True))) + (1.0 - p) * self.value(_move(state, arm, False))
+        return _backup(state, arm, self.value)
 
     def _value(self, state: State) -> float:
         if sum(s + f for s, f in state) >= self.pulls_total:
@@ -94,23 +101,16 @@ class BayesOptimal(_BanditPolicy):
 def policy_value(arms: int, pulls: int, index) -> float:
     """Exact prior-expected trial return of an index policy (``index(counts, t) -> scores``) that
     breaks ties within 1e-9 uniformly, as :func:`metarl.classic.run_classic` does."""
-    memo: dict[State, float] = {}
 
+    @functools.cache
     def v(state: State) -> float:
         t = sum(s + f for s, f in state)
         if t >= pulls:
             return 0.0
-        if state not in memo:
-            counts = [*state] + [(0, 0)] * (arms - len(state))
-            scores = index(np.array(counts, dtype=float), t)
-            best = np.flatnonzero(scores >= scores.max() - 1e-9)
-            total = 0.0
-            for i in best:
-                s, f = counts[i]
-                p = (s + 1) / (s + f + 2)
-                total += p * (1.0 + v(_move(state, counts[i], True))) + (1.0 - p) * v(_move(state, counts[i], False))
-            memo[state] = total / len(best)
-        return memo[state]
+        counts = [*state] + [(0, 0)] * (arms - len(state))
+        scores = index(np.array(counts, dtype=float), t)
+        best = np.flatnonzero(scores >= scores.max() - 1e-9)
+        return sum(_backup(state, counts[i], v) for i in best) / len(best)
 
     return v(())
 
@@ -130,16 +130,15 @@ def _index(cls, pulls: int):
 def held_out(policy, arms: int, pulls: int, trials_per_task: int, seed: int = 0, chunk_size: int = 10) -> float:
     """Mean held-out trial return on the relabeled copies RL²'s evaluation uses: ``metarl eval``
     scores the tasks in chunks of ``chunk_size``, chunk ``i`` with seed ``seed + i``
-    (:func:`metarl.evaluation.evaluate_tasks`), and ``RL2._evaluate`` draws one relabeled copy per
-    trial, task-major, from that seed."""
+    (:func:`metarl.evaluation.evaluate_tasks`), and ``RL2._evaluate`` runs its trials on
+    ``TaskDistribution.trial_copies`` of the chunk with that seed."""
     kwargs = {"num_arms": arms, "horizon": 1}
     env = metarl.make("metarl/Bandit-v0", **kwargs).unwrapped
     dist, tasks = env.distribution, env.held_out_tasks()
     totals = []
     for i, lo in enumerate(range(0, len(tasks), chunk_size)):
         chunk = tasks[lo : lo + chunk_size]
-        rng = np.random.default_rng(np.random.SeedSequence(seed + i, spawn_key=(0x2E1A,)))
-        copies = [dist.relabel(dist.check(t), rng) for t in chunk for _ in range(trials_per_task)]
+        copies = dist.trial_copies([dist.check(t) for t in chunk], trials_per_task, seed + i)
         ret = run_classic(policy, "metarl/Bandit-v0", copies, episodes_per_trial=pulls, seed=seed + i, env_kwargs=kwargs)
         totals.append(ret.reshape(len(chunk), trials_per_task, pulls).mean(axis=1).sum(axis=1))
     return float(np.concatenate(totals).mean())

@@ -106,6 +106,14 @@ class TaskDistribution(ABC, Generic[TaskT]):
         """
         return task
 
+    def trial_copies(self, tasks: Sequence[TaskT], per_task: int, seed: int, *, relabel: bool = True) -> list[TaskT]:
+        """``per_task`` copies of each of ``tasks``, task-major (copy ``r`` of task ``m`` at
+        ``m * per_task + r``), each relabeled on its own (:meth:`relabel`) with a generator drawn
+        from ``seed`` when ``relabel``, else the task itself. RL²'s evaluation runs one trial on
+        each, and the classic baselines run on the same list."""
+        rng = np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(0x2E1A,)))
+        return [self.relabel(t, rng) if relabel else t for t in tasks for _ in range(per_task)]
+
     def default_task(self) -> TaskT:
         """The task an env starts with (documented per family); the first held-out task."""
         return self.held_out()[0]
