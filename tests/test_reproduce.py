@@ -415,3 +415,13 @@ def test_rows_scored_with_more_trials_say_so(tmp_path) -> None:
     _fake_result(tmp_path, s, 0, 82.0)
     row = [line for line in rp.table([s], tmp_path).splitlines() if line.startswith("| toy ")][0]
     assert "82 (200 trials per task)" in row
+
+
+def test_a_run_row_shows_its_note_beside_the_seed_count(tmp_path) -> None:
+    import dataclasses
+
+    s = dataclasses.replace(_setting(), note="run on a faster day")
+    _fake_result(tmp_path, s, 0, 82.0)
+    rows = {line.split("|")[1].strip(): line for line in rp.table([s, _setting(name="plain")], tmp_path).splitlines() if line.startswith("| ")}
+    assert "| 1/2 (run on a faster day) |" in rows["toy"] and "not run" not in rows["toy"]
+    assert "| 0/2 |" in rows["plain"]
