@@ -144,7 +144,7 @@ RL2_LATE_TRIED = (RL2_TRIED + "; then (k=10, seed 0, 10 min on a quiet core, tra
 
 #: Shown beside the k=10, n=100 row: its verdict owes more to the day's machine than to the preset.
 RL2_K10_NOTE = ("run on 2026-11-24, seventh session, when this machine gave 710-720 iterations in the 10 minutes against "
-                "551-553 for the previous preset's rows on 2026-11-24, fifth session; at ~552 iterations these seeds' "
+                "551-553 for the previous preset's rows, trained on 2026-11-24, third session; at ~552 iterations these seeds' "
                 "held-out curves interpolate to ~81.7, below UCB1: RESULTS.md, seventh session")
 
 #: k=10, n=100 only (2026-11-24, seventh session): k=5 was met with the late step of 1e-3 and keeps it.
@@ -574,7 +574,8 @@ def table(settings: Sequence[Setting], root: Path, *, loadavg: str | None = None
                 ours += f" ({', '.join(how)})"
         else:
             ours = per_seed = walls = steps = classic = "–"
-        seeds = f"{len(done)}/{len(s.seeds)}" + (f" ({s.note})" if s.note else "" if s.run else " (not run here)")
+        note = s.note or ("" if s.run else "not run here")
+        seeds = f"{len(done)}/{len(s.seeds)}" + (f" ({note})" if note else "")
         result = verdict(s, results)
         if result.startswith("**missed**") and s.tried:
             result += f"; tried: {s.tried}"
